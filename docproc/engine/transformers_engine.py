@@ -1,0 +1,48 @@
+"""An engine on Hugging Face transformers: any local causal-LM checkpoint directory or GGUF file."""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from docproc.engine.base import Engine, Generation, Sampling, split_thinking
+
+
+class TransformersEngine(Engine):
+    def __init__(self, path: Path, *, name: str, device: str = "cpu") -> None:
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+        self.name = name
+        self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        self.device = device
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    @torch.inference_mode()
+    def generate(
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, sampling: Sampling | None = None
+    ) -> Generation:
+        sampling = sampling or Sampling()
+        prompt = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(self.device)
+        torch.manual_seed(sampling.seed)
+        greedy = sampling.temperature == 0
+        output = self.model.generate(
+            **prompt,
+            max_new_tokens=max_new_tokens,
+            do_sample=not greedy,
+            temperature=None if greedy else sampling.temperature,
+            top_p=None if greedy else sampling.top_p,
+            top_k=None if greedy else sampling.top_k or None,
+            repetition_penalty=sampling.repetition_penalty,
+            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+        )
+        new_ids = output[0, prompt["input_ids"].shape[1] :]
+        thinking, answer = split_thinking(self.tokenizer.decode(new_ids, skip_special_tokens=True))
+        return Generation(answer, thinking, int(prompt["input_ids"].shape[1]), int(new_ids.shape[0]))

@@ -1,0 +1,30 @@
+"""The Celery app: tasks travel on Redis, job state lives in the database."""
+
+from celery import Celery
+from kombu import Queue
+
+from docproc.broker import broker_url
+
+# Single jobs and batch items have their own queues, so one huge batch never starves single jobs: a worker
+# consumes both queues in turn and, with prefetch 1, a new single job waits for at most one batch item.
+JOBS_QUEUE = "jobs"
+BATCH_QUEUE = "batch"
+
+app = Celery("docproc", broker=broker_url(), include=["workers.tasks"])
+app.conf.update(
+    task_queues=[Queue(JOBS_QUEUE), Queue(BATCH_QUEUE)],
+    task_default_queue=JOBS_QUEUE,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    # Jobs can run for hours: a redelivery after this long is harmless (the job lease stops a second run),
+    # and a dead worker's jobs are picked up sooner by the lease sweeper in workers.tasks.
+    broker_transport_options={"visibility_timeout": 12 * 3600},
+    worker_hijack_root_logger=False,
+)
+
+
+def enqueue_job(job_id: str, queue: str = JOBS_QUEUE) -> None:
+    app.send_task("workers.tasks.run_job", args=[job_id], queue=queue)
