@@ -218,16 +218,20 @@ class GatedRMSNorm(nn.Module):
         return (self.weight * normed * F.silu(gate.float())).to(x.dtype)
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, scale: float, causal: bool) -> tuple[Tensor, Tensor]:
+def attend_block(q: Tensor, k: Tensor, v: Tensor, scale: float, causal: bool) -> tuple[Tensor, Tensor]:
     """Softmax attention of q [B, H, Tq, Dh] over k, v [B, H, Tk, Dh]; returns out and log-sum-exp [B, H, Tq].
 
     `causal` aligns query i with key i (Tq == Tk). On CPU this is PyTorch's flash kernel, which returns the
-    log-sum-exp; elsewhere the scores of this one block are materialised.
+    log-sum-exp; elsewhere the scores of this one block are materialised (`attend_block_math`).
     """
     if q.device.type == "cpu":
         return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             q, k, v, is_causal=causal, scale=scale
         )
+    return attend_block_math(q, k, v, scale, causal)
+
+
+def attend_block_math(q: Tensor, k: Tensor, v: Tensor, scale: float, causal: bool) -> tuple[Tensor, Tensor]:
     scores = (q.float() @ k.float().transpose(-1, -2)) * scale  # [B, H, Tq, Tk]
     if causal:
         scores = scores.masked_fill(torch.ones_like(scores[0, 0], dtype=torch.bool).triu(1), float("-inf"))
@@ -245,12 +249,12 @@ def streaming_attention(
     """
     B, H, T, Dh = q.shape
     group = H // k.shape[1]
-    out, lse = _attend(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), scale, causal=True)
+    out, lse = attend_block(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), scale, causal=True)
     out = out.float()
     grouped_q = q.reshape(B, k.shape[1], group * T, Dh)  # all query heads of one KV head in one pass
     for past_k, past_v in past:
-        block_out, block_lse = _attend(grouped_q, past_k, past_v, scale, causal=False)
-        block_out, block_lse = block_out.view(B, H, T, Dh).float(), block_lse.view(B, H, T)
+        block_out, block_lse = attend_block(grouped_q, past_k, past_v, scale, causal=False)
+        block_out, block_lse = block_out.reshape(B, H, T, Dh).float(), block_lse.reshape(B, H, T)
         merged = torch.logaddexp(lse, block_lse)
         out = out * (lse - merged).exp()[..., None] + block_out * (block_lse - merged).exp()[..., None]
         lse = merged

@@ -1,0 +1,121 @@
+"""Tiny random Qwen3-Next checkpoints with a locally trained tokenizer, for tests and benchmarks (offline).
+
+`make_random_checkpoint(dir)` writes config.json, model.safetensors (through transformers' own
+`Qwen3NextForCausalLM.save_pretrained`, so the files are exactly what a real checkpoint looks like) and a
+byte-level BPE tokenizer with a Qwen-style chat template, loadable with `AutoTokenizer.from_pretrained(dir)`.
+"""
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+
+# Qwen3's template, cut down: ChatML turns; `enable_thinking=False` pre-fills an empty think block.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}"
+    "{%- endif %}{%- endif %}"
+)
+
+TINY_CONFIG: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 96,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "linear_num_key_heads": 2,
+    "linear_num_value_heads": 4,
+    "linear_key_head_dim": 16,
+    "linear_value_head_dim": 16,
+    "num_experts": 4,
+    "num_experts_per_tok": 2,
+    "moe_intermediate_size": 32,
+    "shared_expert_intermediate_size": 32,
+    "max_position_embeddings": 1 << 20,
+    # Large enough that random logits are not all near zero, so parity checks and argmax mean something.
+    "initializer_range": 0.1,
+}
+
+
+def local_training_text() -> str:
+    """Text that ships with this machine: the license texts, else the standard library's docstrings."""
+    licenses = sorted(Path("/usr/share/common-licenses").glob("*"))
+    texts = [p.read_text(errors="ignore") for p in licenses if p.is_file()]
+    if not texts:
+        stdlib = Path(sys.modules["os"].__file__).parent
+        texts = [p.read_text(errors="ignore") for p in sorted(stdlib.glob("*.py"))[:60]]
+    return "\n".join(texts)
+
+
+@functools.cache
+def trained_tokenizer_json(vocab_size: int) -> str:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(local_training_text().splitlines(), trainer=trainer)
+    return tokenizer.to_str()
+
+
+def save_test_tokenizer(directory: str | Path, vocab_size: int = 1024) -> Any:
+    """Trains (once per process) and saves a byte-level BPE tokenizer; returns the transformers tokenizer."""
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(trained_tokenizer_json(vocab_size)),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=SPECIAL_TOKENS[1:2] + SPECIAL_TOKENS[3:],
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(str(directory))
+    return tokenizer
+
+
+def make_random_checkpoint(
+    directory: str | Path, seed: int = 0, max_shard_size: str | None = None, **config_overrides: Any
+) -> Path:
+    """Writes a tiny random `qwen3_next` checkpoint plus tokenizer to `directory` and returns its path.
+
+    `config_overrides` are Qwen3NextConfig fields (e.g. num_hidden_layers=8, layer_types=[...],
+    rope_parameters={...}); the vocabulary always matches the tokenizer. `max_shard_size` (e.g. "50KB")
+    writes sharded safetensors with an index.
+    """
+    from transformers import GenerationConfig, Qwen3NextConfig, Qwen3NextForCausalLM
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = save_test_tokenizer(directory)
+    im_end, pad = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    config = Qwen3NextConfig(
+        **{
+            **TINY_CONFIG,
+            "vocab_size": len(tokenizer),
+            "eos_token_id": im_end,
+            "pad_token_id": pad,
+            **config_overrides,
+        }
+    )
+    torch.manual_seed(seed)
+    model = Qwen3NextForCausalLM(config)
+    with torch.no_grad():  # init leaves norm weights and dt_bias constant: make every parameter count
+        for parameter in model.parameters():
+            if parameter.ndim == 1:
+                parameter.add_(torch.randn_like(parameter), alpha=0.3)
+    model.generation_config = GenerationConfig(eos_token_id=im_end, pad_token_id=pad)
+    model.save_pretrained(str(directory), **({"max_shard_size": max_shard_size} if max_shard_size else {}))
+    return directory
