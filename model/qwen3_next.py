@@ -249,7 +249,9 @@ def streaming_attention(
     """
     B, H, T, Dh = q.shape
     group = H // k.shape[1]
-    out, lse = attend_block(q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), scale, causal=True)
+    out, lse = attend_block(
+        q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), scale, causal=True
+    )
     out = out.float()
     grouped_q = q.reshape(B, k.shape[1], group * T, Dh)  # all query heads of one KV head in one pass
     for past_k, past_v in past:
