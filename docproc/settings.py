@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     remote_model_name: str | None = None
     remote_api_key: str = "EMPTY"
     device: str = "cpu"
+    # Where converted checkpoints (GGUF de-quantised once) are kept; None: data_dir/models.
+    models_dir: Path | None = None
 
     # Comma-separated bearer keys. Empty: the API is open (local use).
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)

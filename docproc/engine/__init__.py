@@ -60,11 +60,13 @@ def resolve_model(spec: str) -> Path:
 
 def _converted_gguf(gguf: Path) -> Path:
     """De-quantising a GGUF file takes tens of seconds; do it once and keep a regular checkpoint."""
-    folder = get_settings().data_dir / "models" / f"{gguf.stem}-{gguf.stat().st_size}"
+    settings = get_settings()
+    folder = (settings.models_dir or settings.data_dir / "models") / f"{gguf.stem}-{gguf.stat().st_size}"
     if not (folder / "config.json").exists():
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)

@@ -1,0 +1,131 @@
+"""Shared fixtures: real PostgreSQL, Redis, an HTTP server and worker processes, each in their own process."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus" / "pdf"
+SAMPLE_PDF = REPO / "docproc" / "samples" / "solar-cooperative-report.pdf"
+POSTGRES_ADMIN_URL = os.environ.get("DOCPROC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("DOCPROC_TEST_REDIS", "redis://127.0.0.1:6379/11")
+# The default model is converted from GGUF once per machine, not once per test.
+MODELS_DIR = Path(os.environ.get("DOCPROC_TEST_MODELS_DIR", Path.home() / ".cache" / "docproc-tests" / "models"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"docproc_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_redis() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def service_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCPROC_")}
+    env |= {
+        "DOCPROC_DATA_DIR": str(data_dir),
+        "DOCPROC_DATABASE_URL": database_url,
+        "DOCPROC_BROKER_URL": REDIS_URL,
+        "DOCPROC_MODELS_DIR": str(MODELS_DIR),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return env | extra
+
+
+class Service:
+    """An API server and worker processes sharing one environment."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{name}-{len(self.processes)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "docproc.cli", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so that a kill takes the worker's pool children too
+        )
+        self.processes.append(process)
+        return process
+
+    def start_api(self) -> None:
+        self._spawn("api", "serve", "--port", str(self.port))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.3)
+        raise RuntimeError(f"API did not start; see {self.log_dir}")
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        return self._spawn("worker", "worker", "--concurrency", "1", "--loglevel", "info")
+
+    @staticmethod
+    def kill(process: subprocess.Popen[bytes]) -> None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def wait_job(self, client: httpx.Client, job_id: str, until: set[str], timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = client.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] in until:
+                return job
+            time.sleep(0.3)
+        raise TimeoutError(f"job {job_id} still {job['status']}; logs in {self.log_dir}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'docproc.db'}"
+    return request.getfixturevalue("postgres_database")
