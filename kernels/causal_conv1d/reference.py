@@ -32,5 +32,10 @@ def causal_conv1d_reference(
     )  # [B, D, T]
     if activation == "silu":
         y = F.silu(y)
-    final_state = x_ext[:, :, -(W - 1) :].contiguous() if output_final_state else None  # [B, D, W-1]
+    final_state = last_inputs(x_ext, W) if output_final_state else None
     return y.transpose(1, 2).to(x.dtype), final_state
+
+
+def last_inputs(x_ext: torch.Tensor, W: int) -> torch.Tensor:
+    """The next conv state: the last W-1 steps of [B, D, T'] inputs (T' >= W-1), as [B, D, W-1]."""
+    return x_ext[:, :, -(W - 1) :].contiguous()

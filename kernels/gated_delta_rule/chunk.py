@@ -198,8 +198,9 @@ def chunk_gated_delta_rule_triton(
 
     h = torch.empty(B, N, HV, K, V, dtype=q.dtype, device=q.device)
     v_new = torch.empty_like(u)
-    final_state = torch.empty(B, HV, K, V, dtype=torch.float32, device=q.device)
-    final_state = final_state if output_final_state else None
+    final_state = (
+        torch.empty(B, HV, K, V, dtype=torch.float32, device=q.device) if output_final_state else None
+    )
     h0 = initial_state.contiguous() if initial_state is not None else None
     _chunk_state_kernel[(triton.cdiv(V, BV), B * HV)](
         k, w, u, g_cum, h0, h, v_new, final_state, T, N, BV=BV,

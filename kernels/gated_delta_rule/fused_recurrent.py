@@ -68,8 +68,9 @@ def fused_recurrent_gated_delta_rule_triton(
     BV = min(triton.next_power_of_2(V), 32)  # more V blocks: more programs for small decode batches
     q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
     o = torch.empty(B, T, HV, V, dtype=v.dtype, device=v.device)
-    final_state = torch.empty(B, HV, K, V, dtype=torch.float32, device=q.device)
-    final_state = final_state if output_final_state else None
+    final_state = (
+        torch.empty(B, HV, K, V, dtype=torch.float32, device=q.device) if output_final_state else None
+    )
     h0 = initial_state.contiguous() if initial_state is not None else None
     _fused_recurrent_kernel[(triton.cdiv(V, BV), B * HV)](
         q, k, v, g, beta, h0, o, final_state, scale, T, H=H, HV=HV, K=K, V=V, BK=BK, BV=BV,
