@@ -1,0 +1,171 @@
+"""Parity of HybridLM with transformers' Qwen3NextForCausalLM (the oracle) on tiny random checkpoints."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from model import GREEDY, HybridLM
+from model.qwen3_next import (
+    ModelArgs,
+    attend_block,
+    attend_block_math,
+    rope_inverse_frequencies,
+    streaming_attention,
+)
+from tests.model.conftest import assert_logits_close, reference_model
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    # 3 linear : 1 full, linear value heads = 2 × key heads, GQA 4/2.
+    "default": {},
+    # Value heads = key heads, MQA, wide heads, half-rotary, tied embeddings, full attention first.
+    "mqa_tied": {
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "linear_num_key_heads": 2,
+        "linear_num_value_heads": 2,
+        "partial_rotary_factor": 0.5,
+        "tie_word_embeddings": True,
+        "layer_types": ["full_attention", "linear_attention", "linear_attention", "full_attention"],
+    },
+    # More experts, top-3 without renormalisation, dense MLP layers from mlp_only_layers and sparse_step.
+    "moe_variants": {
+        "hidden_size": 96,
+        "num_hidden_layers": 5,
+        "layer_types": ["linear_attention", "full_attention"] * 2 + ["linear_attention"],
+        "num_experts": 8,
+        "num_experts_per_tok": 3,
+        "norm_topk_prob": False,
+        "decoder_sparse_step": 2,
+        "mlp_only_layers": [3],
+        "linear_key_head_dim": 8,
+        "linear_value_head_dim": 24,
+        "linear_num_value_heads": 6,
+        "num_attention_heads": 6,
+        "num_key_value_heads": 3,
+    },
+    # YaRN with a short original context, so positions of the test already lie beyond it.
+    "yarn": {
+        "rope_parameters": {
+            "rope_type": "yarn",
+            "factor": 4.0,
+            "original_max_position_embeddings": 64,
+            "rope_theta": 10000.0,
+            "partial_rotary_factor": 0.25,
+        },
+        "head_dim": 64,
+    },
+}
+LENGTH = 203
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def models(request: pytest.FixtureRequest, checkpoint: Callable[..., Path]) -> tuple[HybridLM, Any, Path]:
+    path = checkpoint(**CONFIGS[request.param])
+    return HybridLM.from_pretrained(path), reference_model(path), path
+
+
+def random_ids(length: int, vocab: int, seed: int = 1) -> torch.Tensor:
+    return torch.randint(0, vocab, (1, length), generator=torch.Generator().manual_seed(seed))
+
+
+def test_single_forward_matches_transformers(models: tuple[HybridLM, Any, Path]) -> None:
+    lm, reference, _ = models
+    ids = random_ids(LENGTH, lm.config.vocab_size)
+    with torch.no_grad():
+        expected = reference(ids).logits
+    assert_logits_close(lm(ids, lm.new_state()), expected)
+
+
+@pytest.mark.parametrize(("chunk", "block"), [(37, 32), (64, 50)])
+def test_chunked_prefill_matches_transformers(
+    models: tuple[HybridLM, Any, Path], chunk: int, block: int
+) -> None:
+    lm, reference, _ = models
+    ids = random_ids(LENGTH, lm.config.vocab_size)
+    with torch.no_grad():
+        expected = reference(ids).logits
+    state = lm.new_state(block_size=block)
+    chunks = [lm(ids[:, start : start + chunk], state) for start in range(0, LENGTH, chunk)]
+    assert_logits_close(torch.cat(chunks, dim=1), expected)
+    assert state.position == LENGTH
+    last = lm.prefill(ids[0], lm.new_state(block_size=block), chunk_size=chunk)
+    assert_logits_close(last, expected[0, -1])
+
+
+def test_greedy_generation_matches_transformers(models: tuple[HybridLM, Any, Path]) -> None:
+    """Same tokens, and the same stop at the checkpoint's EOS (<|im_end|>) when greedy decoding reaches it."""
+    lm, reference, _ = models
+    prompt = random_ids(40, lm.config.vocab_size, seed=2)
+    expected = reference.generate(prompt, do_sample=False, max_new_tokens=12)[0, 40:]
+    produced = lm.generate(
+        lm.new_state(block_size=16),
+        prompt[0],
+        max_new_tokens=12,
+        sampling=GREEDY,
+        chunk_size=24,
+    )
+    assert produced == expected.tolist()
+
+
+def test_yarn_frequencies_match_transformers(checkpoint: Callable[..., Path]) -> None:
+    from transformers import Qwen3NextConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    path = checkpoint(**CONFIGS["yarn"])
+    expected_freq, expected_factor = ROPE_INIT_FUNCTIONS["yarn"](Qwen3NextConfig.from_pretrained(str(path)))
+    inv_freq, factor = rope_inverse_frequencies(ModelArgs.from_dir(path))
+    torch.testing.assert_close(inv_freq, expected_freq, rtol=1e-6, atol=0)
+    assert factor == pytest.approx(expected_factor) and factor > 1.0
+
+
+def test_yarn_changes_logits_at_test_length(checkpoint: Callable[..., Path]) -> None:
+    """Guards the yarn parity test: at LENGTH, YaRN must actually move the logits."""
+    yarn = HybridLM.from_pretrained(checkpoint(**CONFIGS["yarn"]))
+    plain = HybridLM.from_pretrained(checkpoint(head_dim=64))
+    ids = random_ids(LENGTH, yarn.config.vocab_size)
+    difference = (yarn(ids, yarn.new_state()) - plain(ids, plain.new_state())).abs().max()
+    assert difference > 1e-2
+
+
+def test_old_style_rope_scaling_config_is_read() -> None:
+    hf = {
+        "model_type": "qwen3_next",
+        "rope_theta": 5e6,
+        "partial_rotary_factor": 0.25,
+        "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 262144},
+        "num_hidden_layers": 8,
+        "eos_token_id": 7,
+    }
+    args = ModelArgs.from_hf(hf, {"eos_token_id": [7, 9]})
+    assert (args.rope_type, args.rope_factor, args.original_max_position_embeddings) == ("yarn", 4.0, 262144)
+    assert args.rope_theta == 5e6 and args.eos_token_ids == (7, 9)
+    assert args.layer_types == ("linear_attention",) * 3 + ("full_attention",) + ("linear_attention",) * 3 + (
+        "full_attention",
+    )
+
+
+def test_cpu_flash_block_matches_materialised_scores() -> None:
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 3, 9, 16, generator=generator) for _ in range(3))
+    for causal in (False, True):
+        out, lse = attend_block(q, k, v, 0.25, causal)
+        expected_out, expected_lse = attend_block_math(q, k, v, 0.25, causal)
+        torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(lse, expected_lse, rtol=1e-5, atol=1e-5)
+
+
+def test_streaming_attention_equals_full_causal_attention() -> None:
+    generator = torch.Generator().manual_seed(0)
+    past_len, new_len, heads, kv_heads, dim = 70, 13, 4, 2, 8
+    q = torch.randn(1, heads, new_len, dim, generator=generator)
+    k, v = (torch.randn(1, kv_heads, past_len + new_len, dim, generator=generator) for _ in range(2))
+    blocks = [(k[:, :, s : s + 32], v[:, :, s : s + 32]) for s in range(0, past_len, 32)]
+    out = streaming_attention(q, k[:, :, past_len:], v[:, :, past_len:], blocks, dim**-0.5)
+    mask = torch.ones(new_len, past_len + new_len, dtype=torch.bool).tril(past_len)
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), attn_mask=mask
+    )
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
