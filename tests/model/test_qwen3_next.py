@@ -162,7 +162,8 @@ def test_streaming_attention_equals_full_causal_attention() -> None:
     past_len, new_len, heads, kv_heads, dim = 70, 13, 4, 2, 8
     q = torch.randn(1, heads, new_len, dim, generator=generator)
     k, v = (torch.randn(1, kv_heads, past_len + new_len, dim, generator=generator) for _ in range(2))
-    blocks = [(k[:, :, s : s + 32], v[:, :, s : s + 32]) for s in range(0, past_len, 32)]
+    past_k, past_v = k[:, :, :past_len], v[:, :, :past_len]
+    blocks = [(past_k[:, :, s : s + 32], past_v[:, :, s : s + 32]) for s in range(0, past_len, 32)]
     out = streaming_attention(q, k[:, :, past_len:], v[:, :, past_len:], blocks, dim**-0.5)
     mask = torch.ones(new_len, past_len + new_len, dtype=torch.bool).tril(past_len)
     expected = torch.nn.functional.scaled_dot_product_attention(
