@@ -1,0 +1,84 @@
+"""Ingestion: uploaded files (PDF, plain text, Markdown, HTML) to page-numbered text, with clear errors.
+
+document = extract(path)               # ExtractedDocument; raises an IngestionError subclass
+document.pages[0].number, document.text
+"""
+
+from pathlib import Path
+
+from .document import ExtractedDocument, Page
+from .errors import (
+    DecompressionBombError,
+    EmptyFileError,
+    EncryptedPdfError,
+    ExtractionTimeoutError,
+    IngestionError,
+    MalformedPdfError,
+    NoTextError,
+    NoTextLayerError,
+    PasswordRequiredError,
+    ResourceLimitError,
+    TextTooLongError,
+    TooManyPagesError,
+    TruncatedPdfError,
+    UnsupportedTypeError,
+    WrongPasswordError,
+)
+from .pdf import extract_pdf
+from .sniff import PDF, sniff_content_type
+from .text import read_text_document
+
+__all__ = [
+    "DecompressionBombError",
+    "EmptyFileError",
+    "EncryptedPdfError",
+    "ExtractedDocument",
+    "ExtractionTimeoutError",
+    "IngestionError",
+    "MalformedPdfError",
+    "NoTextError",
+    "NoTextLayerError",
+    "Page",
+    "PasswordRequiredError",
+    "ResourceLimitError",
+    "TextTooLongError",
+    "TooManyPagesError",
+    "TruncatedPdfError",
+    "UnsupportedTypeError",
+    "WrongPasswordError",
+    "extract",
+    "sniff_content_type",
+]
+
+
+def extract(
+    path: Path,
+    *,
+    password: str | None = None,
+    timeout_s: float = 60.0,
+    max_pages: int = 5000,
+    max_chars: int = 50_000_000,
+    workers: int | None = None,
+) -> ExtractedDocument:
+    """The text of the file at `path`, page by page, its type sniffed from its bytes.
+
+    PDFs are read in child processes (up to `workers`, default one per usable CPU, for big documents) under
+    `timeout_s`, with `password` for encrypted ones; other formats are one page. Raises an IngestionError
+    subclass (with `.code` and `.message`) for anything that yields no text, or too much (`max_pages`,
+    `max_chars`).
+    """
+    path = Path(path)
+    content_type = sniff_content_type(path)
+    if content_type == PDF:
+        pages = extract_pdf(
+            path,
+            password=password,
+            timeout_s=timeout_s,
+            max_pages=max_pages,
+            max_chars=max_chars,
+            workers=workers,
+        )
+        return ExtractedDocument(content_type, pages)
+    return ExtractedDocument(
+        content_type, [Page(1, read_text_document(path, content_type, max_chars=max_chars))]
+    )

@@ -1,0 +1,23 @@
+"""What extraction returns: the document's text, page by page."""
+
+from dataclasses import dataclass
+from functools import cached_property
+
+PAGE_SEPARATOR = "\n\n"
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int  # 1-based page number (for non-paginated text: 1)
+    text: str
+
+
+@dataclass(frozen=True)
+class ExtractedDocument:
+    content_type: str  # "application/pdf" | "text/plain" | "text/markdown" | "text/html"
+    pages: list[Page]
+
+    @cached_property
+    def text(self) -> str:
+        """The pages' text in order, blank pages left out."""
+        return PAGE_SEPARATOR.join(page.text for page in self.pages if page.text)

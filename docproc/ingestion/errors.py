@@ -1,0 +1,75 @@
+"""Ingestion failures: each has a short snake_case `code` for clients and a user-facing `message`."""
+
+
+class IngestionError(Exception):
+    """A document that cannot be turned into text. Subclasses name the reason."""
+
+    code = "ingestion_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class EmptyFileError(IngestionError):
+    code = "empty_file"
+
+
+class UnsupportedTypeError(IngestionError):
+    code = "unsupported_type"
+
+
+class NoTextError(IngestionError):
+    code = "no_text"
+
+
+class NoTextLayerError(NoTextError):
+    code = "no_text_layer"
+
+
+class TextTooLongError(IngestionError):
+    code = "text_too_long"
+
+    @classmethod
+    def over(cls, max_chars: int) -> "TextTooLongError":
+        return cls(f"The document has more than {max_chars:,} characters of text, the most accepted.")
+
+
+class EncryptedPdfError(IngestionError):
+    """Encrypted with a security handler that cannot be opened (see the subclasses for password cases)."""
+
+    code = "encrypted_pdf"
+
+
+class PasswordRequiredError(EncryptedPdfError):
+    code = "password_required"
+
+
+class WrongPasswordError(EncryptedPdfError):
+    code = "wrong_password"
+
+
+class MalformedPdfError(IngestionError):
+    code = "malformed_pdf"
+
+
+class TruncatedPdfError(MalformedPdfError):
+    code = "truncated_pdf"
+
+
+class TooManyPagesError(IngestionError):
+    code = "too_many_pages"
+
+
+class DecompressionBombError(IngestionError):
+    code = "decompression_bomb"
+
+
+class ResourceLimitError(IngestionError):
+    """The parser needed more memory than allowed (a bomb the pre-scan missed, or a pathological file)."""
+
+    code = "resource_limit_exceeded"
+
+
+class ExtractionTimeoutError(IngestionError):
+    code = "extraction_timeout"

@@ -1,0 +1,118 @@
+"""PDF extraction, run in child processes the caller can always stop.
+
+pdfium is fast but neither thread-safe nor safe against hostile files, so it never runs in the calling
+process: a lead child checks the file, opens it and reads the first share of the pages while further children
+(big documents only) read the rest. Every child has a memory limit; past the deadline all are killed. A
+crashed or killed child becomes an IngestionError here; the caller never hangs or crashes.
+"""
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from . import pdf_worker
+from .document import Page
+from .errors import (
+    ExtractionTimeoutError,
+    IngestionError,
+    MalformedPdfError,
+    NoTextLayerError,
+    TextTooLongError,
+)
+
+# Children fork from a small server process that has already imported pdfium and pypdf: fast to start, and
+# safe in a caller with threads (a plain fork of one is not).
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload([pdf_worker.__name__])
+_OUT_OF_MEMORY_SIGNALS = {signal.SIGABRT, signal.SIGKILL}
+
+
+def extract_pdf(
+    path: Path, *, password: str | None, timeout_s: float, max_pages: int, max_chars: int, workers: int | None
+) -> list[Page]:
+    """The pages of the PDF at `path` with their normalised text; see `docproc.ingestion.extract`."""
+    workers = workers or len(os.sched_getaffinity(0))
+    texts_by_start: dict[int, list[str]] = {}
+    with _Children(timeout_s) as children:
+        children.start(pdf_worker.lead_job, path, password, max_pages, max_chars, workers)
+        for message in children.messages():
+            match message:
+                case ("plan", _, ranges):
+                    for start, stop in ranges[1:]:
+                        children.start(pdf_worker.range_job, path, password, start, stop, max_chars)
+                case ("pages", start, texts):
+                    texts_by_start[start] = texts
+                case ("error", error):
+                    raise error
+    texts = [text for start in sorted(texts_by_start) for text in texts_by_start[start]]
+    if sum(map(len, texts)) > max_chars:
+        raise TextTooLongError.over(max_chars)
+    if not any(texts):
+        raise NoTextLayerError(
+            "The PDF has no text layer: it is a scanned or image-only PDF; OCR is not supported."
+        )
+    return [Page(number, text) for number, text in enumerate(texts, start=1)]
+
+
+class _Children:
+    """Child processes sharing one deadline, each with a pipe back; all are killed on leaving the block."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.running: dict[Connection, BaseProcess] = {}  # children that have not sent their last message
+        self.processes: list[BaseProcess] = []
+
+    def __enter__(self) -> "_Children":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+        for connection in self.running:
+            connection.close()
+
+    def start(self, job: Callable[..., None], *args: Any) -> None:
+        receiver, sender = _CONTEXT.Pipe(duplex=False)
+        process = _CONTEXT.Process(target=pdf_worker.child_main, args=(sender, job, *args), daemon=True)
+        process.start()
+        self.processes.append(process)
+        sender.close()  # the child holds the only sending end now, so its death reads as end-of-file here
+        self.running[receiver] = process
+
+    def messages(self) -> Iterator[tuple[Any, ...]]:
+        """Messages from all children as they come, until each has sent its last one."""
+        while self.running:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise ExtractionTimeoutError(
+                    f"Reading the PDF took longer than the {self.timeout_s:g} s allowed and was stopped."
+                )
+            for connection in wait(list(self.running), timeout=remaining):
+                assert isinstance(connection, Connection)
+                try:
+                    message = connection.recv()
+                except EOFError:
+                    raise self._crash_error(self.running[connection], self.deadline) from None
+                if message[0] != "plan":
+                    del self.running[connection]
+                    connection.close()
+                yield message
+
+    @staticmethod
+    def _crash_error(process: BaseProcess, deadline: float) -> IngestionError:
+        process.join(max(0.0, deadline - time.monotonic()))
+        exit_code = process.exitcode or 0
+        if -exit_code in _OUT_OF_MEMORY_SIGNALS:
+            return pdf_worker.out_of_memory_error()
+        return MalformedPdfError(
+            f"The PDF parser crashed (exit code {exit_code}); the file is probably damaged."
+        )

@@ -1,0 +1,279 @@
+"""PDF text extraction as it runs inside a child process (see pdf.py for the side that starts and stops it).
+
+pdfium reads every page; pypdf gives a second opinion on pages pdfium leaves empty, garbles or puts in visual
+instead of reading order (right-to-left scripts), and reads whole documents pdfium cannot open. Children
+talk to the parent with messages on a pipe:
+    ("plan", page_count, [(start, stop), ...])  the lead child only, first: who reads which pages
+    ("pages", start, [text, ...])               a child's pages, its last message
+    ("error", IngestionError)                   why a child stopped, its last message
+"""
+
+import re
+import resource
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import pypdf
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+from .errors import (
+    DecompressionBombError,
+    EncryptedPdfError,
+    IngestionError,
+    MalformedPdfError,
+    PasswordRequiredError,
+    ResourceLimitError,
+    TextTooLongError,
+    TooManyPagesError,
+    TruncatedPdfError,
+    WrongPasswordError,
+)
+from .normalize import normalize_text
+
+# Address space a child may use; past it pdfium aborts, which the parent reports as ResourceLimitError.
+MEMORY_LIMIT_BYTES = 2 << 30
+# A stream inflating past the first size, or past the second at a ratio above the third, is a bomb:
+# text-bearing streams are far smaller, and big real images do not compress 100:1.
+MAX_INFLATED_STREAM_BYTES = 256 << 20
+SUSPICIOUS_INFLATED_STREAM_BYTES = 32 << 20
+MAX_INFLATE_RATIO = 100
+# Below this many pages per process, starting another process costs more than it saves.
+MIN_PAGES_PER_WORKER = 24
+# Readers look for the end-of-file marker in the last 1024 bytes.
+EOF_MARKER_WINDOW = 1024
+
+_STREAM_START = re.compile(rb"(?<!end)stream(?:\r\n|\n|\r)")
+_INFLATE_INPUT_CHUNK = 64 << 10
+_INFLATE_OUTPUT_CHUNK = 1 << 20
+_RIGHT_TO_LEFT = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
+# Characters that mean a glyph had no usable Unicode mapping.
+_GARBAGE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd\ue000-\uf8ff]")
+_MAX_GARBAGE_SHARE = 0.1
+
+Send = Callable[[tuple[Any, ...]], None]
+
+
+def child_main(connection: Connection, job: Callable[..., None], *args: Any) -> None:
+    """Entry point of every child: limit memory, run `job`, turn any failure into an "error" message."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    try:
+        job(connection.send, *args)
+    except IngestionError as error:
+        connection.send(("error", error))
+    except MemoryError:
+        connection.send(("error", out_of_memory_error()))
+    except Exception as error:  # whatever a parser trips over in a hostile file is a file problem
+        connection.send(
+            ("error", MalformedPdfError(f"The PDF could not be read ({type(error).__name__}: {error})."))
+        )
+    finally:
+        connection.close()
+
+
+def out_of_memory_error() -> ResourceLimitError:
+    return ResourceLimitError(
+        f"Reading the PDF needed more than the {MEMORY_LIMIT_BYTES >> 20} MiB of memory allowed; "
+        "the file may be a decompression bomb."
+    )
+
+
+def lead_job(
+    send: Send, path: Path, password: str | None, max_pages: int, max_chars: int, workers: int
+) -> None:
+    """Check the file, open it, plan who reads which pages, and read the first share."""
+    check_structure(path.read_bytes())
+    try:
+        document = open_with_pdfium(path, password)
+    except MalformedPdfError as pdfium_error:
+        texts = read_with_pypdf(path, password, max_pages, max_chars, pdfium_error)
+        send(("plan", len(texts), [(0, len(texts))]))
+        send(("pages", 0, texts))
+        return
+    page_count = len(document)
+    check_page_count(page_count, max_pages)
+    ranges = split_pages(page_count, workers)
+    send(("plan", page_count, ranges))
+    start, stop = ranges[0]
+    send(("pages", start, read_pages(document, path, password, start, stop, max_chars)))
+
+
+def range_job(send: Send, path: Path, password: str | None, start: int, stop: int, max_chars: int) -> None:
+    """Read pages [start, stop) of a document the lead child has already checked."""
+    send(
+        ("pages", start, read_pages(open_with_pdfium(path, password), path, password, start, stop, max_chars))
+    )
+
+
+def split_pages(page_count: int, workers: int) -> list[tuple[int, int]]:
+    """Contiguous page ranges, one per process, none shorter than MIN_PAGES_PER_WORKER unless alone."""
+    count = max(1, min(workers, page_count // MIN_PAGES_PER_WORKER))
+    bounds = [page_count * index // count for index in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def check_structure(data: bytes) -> None:
+    """Refuse a cut-off file and streams that inflate to bombs, before any parser sees them."""
+    if b"%%EOF" not in data[-EOF_MARKER_WINDOW:]:
+        raise TruncatedPdfError(
+            "The PDF is truncated (it has no end-of-file marker); the upload may be incomplete."
+        )
+    view = memoryview(data)
+    # A byte-level look at every stream that starts like zlib data; a parser is no use here, since the point
+    # is to look before one inflates anything. Streams this cannot inflate (other filters, encryption) pass.
+    for match in _STREAM_START.finditer(data):
+        inflated, consumed = _inflated_size(view[match.end() :])
+        is_huge = inflated > MAX_INFLATED_STREAM_BYTES
+        if is_huge or (
+            inflated > SUSPICIOUS_INFLATED_STREAM_BYTES and inflated > MAX_INFLATE_RATIO * consumed
+        ):
+            raise DecompressionBombError(
+                f"The PDF holds a stream of {consumed:,} bytes that inflates to over {inflated:,} bytes "
+                "(a decompression bomb); it was not processed."
+            )
+
+
+def _inflated_size(data: memoryview) -> tuple[int, int]:
+    """(bytes inflated, compressed bytes consumed), inflating zlib data at the start of `data` in chunks and
+    stopping just past MAX_INFLATED_STREAM_BYTES. (0, 0) when it is not zlib data."""
+    inflater = zlib.decompressobj()
+    inflated = fed = 0
+    pending = data[:0]
+    try:
+        while not inflater.eof and inflated <= MAX_INFLATED_STREAM_BYTES:
+            if not pending:
+                if fed >= len(data):
+                    break
+                pending = data[fed : fed + _INFLATE_INPUT_CHUNK]
+                fed += len(pending)
+            inflated += len(inflater.decompress(pending, _INFLATE_OUTPUT_CHUNK))
+            pending = inflater.unconsumed_tail
+    except zlib.error:
+        pass  # not zlib, or damaged: either way nothing more inflates
+    return inflated, fed - len(pending) - len(inflater.unused_data)
+
+
+def check_page_count(page_count: int, max_pages: int) -> None:
+    if page_count > max_pages:
+        raise TooManyPagesError(f"The PDF has {page_count:,} pages; at most {max_pages:,} are accepted.")
+
+
+def password_error(password: str | None) -> EncryptedPdfError:
+    if password is None:
+        return PasswordRequiredError("The PDF is encrypted: give its password to open it.")
+    return WrongPasswordError("The PDF is encrypted and the password given is wrong.")
+
+
+def open_with_pdfium(path: Path, password: str | None) -> pdfium.PdfDocument:
+    try:
+        return pdfium.PdfDocument(path, password=password)
+    except pdfium.PdfiumError as error:
+        code = getattr(error, "err_code", None)
+        if code == pdfium_c.FPDF_ERR_PASSWORD:
+            raise password_error(password) from None
+        if code == pdfium_c.FPDF_ERR_SECURITY:
+            raise EncryptedPdfError(
+                "The PDF is encrypted with a security scheme that is not supported."
+            ) from None
+        raise MalformedPdfError(f"The PDF is damaged and could not be read ({error}).") from None
+
+
+def read_pages(
+    document: pdfium.PdfDocument, path: Path, password: str | None, start: int, stop: int, max_chars: int
+) -> list[str]:
+    """Normalised text of pages [start, stop), pdfium first, pypdf where pdfium's text is doubtful."""
+    second_opinion = _PypdfPages(path, password)
+
+    def page_texts() -> Iterator[str]:
+        for index in range(start, stop):
+            page = document[index]
+            text_page = page.get_textpage()
+            text = text_page.get_text_range()
+            text_page.close()
+            page.close()
+            if _is_doubtful(text):
+                text = _better_of(text, second_opinion.text(index))
+            yield normalize_text(text, from_pdf=True)
+
+    return _within_limit(page_texts(), max_chars)
+
+
+def _within_limit(texts: Iterable[str], max_chars: int) -> list[str]:
+    """All of `texts`, stopping as soon as together they pass max_chars."""
+    kept: list[str] = []
+    total_chars = 0
+    for text in texts:
+        total_chars += len(text)
+        if total_chars > max_chars:
+            raise TextTooLongError.over(max_chars)
+        kept.append(text)
+    return kept
+
+
+def _garbage_share(text: str) -> float:
+    return len(_GARBAGE.findall(text)) / max(1, len(text))
+
+
+def _is_doubtful(text: str) -> bool:
+    """Empty, garbled, or in a right-to-left script (pdfium gives those in visual order, reversed)."""
+    return (
+        not text.strip()
+        or _RIGHT_TO_LEFT.search(text) is not None
+        or _garbage_share(text) > _MAX_GARBAGE_SHARE
+    )
+
+
+def _better_of(pdfium_text: str, pypdf_text: str) -> str:
+    if not pypdf_text.strip():
+        return pdfium_text
+    if not pdfium_text.strip() or _RIGHT_TO_LEFT.search(pypdf_text):
+        return pypdf_text
+    return pypdf_text if _garbage_share(pypdf_text) < _garbage_share(pdfium_text) else pdfium_text
+
+
+class _PypdfPages:
+    """pypdf's text for single pages, opening the document on first use. "" when pypdf cannot read a page:
+    it is only a second opinion."""
+
+    def __init__(self, path: Path, password: str | None) -> None:
+        self.path = path
+        self.password = password
+        self.reader: pypdf.PdfReader | None = None
+
+    def text(self, index: int) -> str:
+        try:
+            if self.reader is None:
+                self.reader = _open_with_pypdf(self.path, self.password)
+            return self.reader.pages[index].extract_text()
+        except Exception:
+            return ""
+
+
+def _open_with_pypdf(path: Path, password: str | None) -> pypdf.PdfReader:
+    reader = pypdf.PdfReader(path)
+    if reader.is_encrypted and reader.decrypt(password or "") == pypdf.PasswordType.NOT_DECRYPTED:
+        raise password_error(password)
+    return reader
+
+
+def read_with_pypdf(
+    path: Path, password: str | None, max_pages: int, max_chars: int, pdfium_error: MalformedPdfError
+) -> list[str]:
+    """Whole-document fallback for files pdfium cannot open; pdfium's complaint if pypdf cannot either."""
+    try:
+        reader = _open_with_pypdf(path, password)
+        check_page_count(len(reader.pages), max_pages)
+        return _within_limit(
+            (normalize_text(page.extract_text(), from_pdf=True) for page in reader.pages), max_chars
+        )
+    except IngestionError:
+        raise
+    except pypdf.errors.LimitReachedError:
+        raise DecompressionBombError(
+            "The PDF holds a stream that inflates past pypdf's safety limit."
+        ) from None
+    except Exception:
+        raise pdfium_error from None
