@@ -7,13 +7,14 @@
    stores the state at each chunk start h_n and v_new = u - w h_n, then S = exp(g_last) S + k_decayedᵀ v_new.
 3. `_chunk_output_kernel`, parallel over chunks: o = (q exp(g_cum)) h_n + tril(q kᵀ ⊙ decay) v_new.
 Letters: B batch, T time, H q/k heads, HV value heads, K / V head dims, C chunk length, N chunks.
-Dots take the input dtype (bf16 on the production path) with float32 accumulation; float32 inputs use exact
-float32 dots ("ieee") so that they match the reference closely.
+The UT transform works in float32; the other dots take the input dtype (bf16 on the production path) with
+float32 accumulation, and float32 inputs use exact float32 dots ("ieee") so that they match the reference.
 """
 
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.interpreter import InterpretedFunction
 
 from kernels.gated_delta_rule.reference import CHUNK_SIZE
 
@@ -29,6 +30,16 @@ def _load_rows(ptr, row0, n_rows, row_stride, n_cols, R: tl.constexpr, D: tl.con
     if L2NORM:
         x = x * tl.rsqrt(tl.sum(x * x, axis=1) + 1e-6)[:, None]
     return x
+
+
+@triton.jit
+def _dot(a, b, DOT_DTYPE: tl.constexpr, EMULATE_DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr):
+    """a @ b with operands rounded to DOT_DTYPE, accumulated in float32. Triton's interpreter multiplies
+    bf16 operands as raw bits, so there (EMULATE_DOT_DTYPE) the rounded operands are multiplied in float32."""
+    a, b = a.to(DOT_DTYPE), b.to(DOT_DTYPE)
+    if EMULATE_DOT_DTYPE:
+        a, b = a.to(tl.float32), b.to(tl.float32)
+    return tl.dot(a, b, input_precision=PRECISION)
 
 
 @triton.jit
@@ -84,6 +95,7 @@ def _chunk_state_kernel(
     ht_ptr,  # out: [B, HV, K, V] float32 (written only when STORE_FINAL_STATE)
     T, N, H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, L2NORM: tl.constexpr, PRECISION: tl.constexpr,
+    DOT_DTYPE: tl.constexpr, EMULATE_DOT_DTYPE: tl.constexpr,
     HAS_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
 ):
     v_block, bh = tl.program_id(0), tl.program_id(1)
@@ -107,7 +119,7 @@ def _chunk_state_kernel(
         w = _load_rows(w_ptr + (b * T * HV + hv) * K, t0, T, HV * K, K, C, BK, False)  # [C, BK]
         u = _load_rows(u_ptr + (b * T * HV + hv) * V + v_block * BV, t0, T, HV * V, V - v_block * BV,
                        C, BV, False)  # [C, BV]
-        v_new = u - tl.dot(w.to(dtype), state.to(dtype), input_precision=PRECISION)  # [C, BV]
+        v_new = u - _dot(w, state, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION)  # [C, BV]
         v_new_rows = v_new_ptr + ((b * T + rows) * HV + hv) * V
         tl.store(v_new_rows[:, None] + cols_v[None, :], v_new.to(dtype),
                  mask=row_ok[:, None] & (cols_v[None, :] < V))
@@ -116,8 +128,8 @@ def _chunk_state_kernel(
         g_last = tl.load(g_cum_ptr + (b * T + tl.minimum(t0 + C, T) - 1) * HV + hv)
         k = _load_rows(k_ptr + (b * T * H + h) * K, t0, T, H * K, K, C, BK, L2NORM)  # [C, BK]
         k_decayed = k * tl.exp(g_last - g_cum)[:, None]  # masked rows are zero
-        state = state * tl.exp(g_last) + tl.dot(
-            tl.trans(k_decayed).to(dtype), v_new.to(dtype), input_precision=PRECISION
+        state = state * tl.exp(g_last) + _dot(
+            tl.trans(k_decayed), v_new, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION
         )
 
     if STORE_FINAL_STATE:
@@ -130,11 +142,11 @@ def _chunk_output_kernel(
     o_ptr,  # out: [B, T, HV, V] in v's dtype
     scale, T, N, H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, L2NORM: tl.constexpr, PRECISION: tl.constexpr,
+    DOT_DTYPE: tl.constexpr, EMULATE_DOT_DTYPE: tl.constexpr,
 ):
     chunk, bh, v_block = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     b, hv = bh // HV, bh % HV
     h = hv // (HV // H)
-    dtype = v_new_ptr.dtype.element_ty
     t0 = chunk * C
     rows = t0 + tl.arange(0, C)
     row_ok = rows < T
@@ -152,13 +164,15 @@ def _chunk_output_kernel(
     i = tl.arange(0, C)
     causal = i[:, None] >= i[None, :]
     decay = tl.exp(tl.where(causal, g_cum[:, None] - g_cum[None, :], 0.0))
-    qk = tl.dot(q.to(dtype), tl.trans(k).to(dtype), input_precision=PRECISION)  # [C, C]
-    attn = tl.where(causal, qk * decay, 0.0)
-    o = tl.dot((q * tl.exp(g_cum)[:, None]).to(dtype), state.to(dtype), input_precision=PRECISION)
-    o += tl.dot(attn.to(dtype), v_new.to(dtype), input_precision=PRECISION)
+    attn = tl.where(causal, _dot(q, tl.trans(k), DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION) * decay, 0.0)
+    o = _dot(q * tl.exp(g_cum)[:, None], state, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION)
+    o += _dot(attn, v_new, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION)
     o_rows = o_ptr + ((b * T + rows) * HV + hv) * V
     tl.store(o_rows[:, None] + cols_v[None, :], o.to(o_ptr.dtype.element_ty),
              mask=row_ok[:, None] & (cols_v[None, :] < V))
+
+
+_DOT_DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 
 
 def _block(n: int, cap: int) -> int:
@@ -190,6 +204,8 @@ def chunk_gated_delta_rule_triton(
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     common = {"H": H, "HV": HV, "K": K, "V": V, "C": C, "BK": BK, "L2NORM": use_qk_l2norm_in_kernel,
               "PRECISION": precision}
+    emulate = isinstance(_chunk_state_kernel, InterpretedFunction) and q.dtype != torch.float32
+    dot_dtype = {"DOT_DTYPE": _DOT_DTYPES[q.dtype], "EMULATE_DOT_DTYPE": emulate}
 
     w = torch.empty(B, T, HV, K, dtype=q.dtype, device=q.device)
     u = torch.empty(B, T, HV, V, dtype=q.dtype, device=q.device)
@@ -204,11 +220,12 @@ def chunk_gated_delta_rule_triton(
     h0 = initial_state.contiguous() if initial_state is not None else None
     _chunk_state_kernel[(triton.cdiv(V, BV), B * HV)](
         k, w, u, g_cum, h0, h, v_new, final_state, T, N, BV=BV,
-        HAS_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state, **common,
+        HAS_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state,
+        **common, **dot_dtype,
     )
 
     o = torch.empty(B, T, HV, V, dtype=v.dtype, device=v.device)
     _chunk_output_kernel[(N, B * HV, triton.cdiv(V, BV))](
-        q, k, h, v_new, g_cum, o, scale, T, N, BV=BV, **common
+        q, k, h, v_new, g_cum, o, scale, T, N, BV=BV, **common, **dot_dtype
     )
     return o, final_state

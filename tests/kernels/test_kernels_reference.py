@@ -17,10 +17,7 @@ oracle_chunk = modeling_qwen3_next.torch_chunk_gated_delta_rule.__wrapped__
 oracle_recurrent = modeling_qwen3_next.torch_recurrent_gated_delta_rule.__wrapped__
 oracle_conv_update = modeling_qwen3_next.causal_conv1d_update.__wrapped__
 
-
-@pytest.fixture(autouse=True)
-def reference_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DOCPROC_KERNELS", "reference")
+pytestmark = pytest.mark.usefixtures("reference_path")
 
 
 @pytest.mark.parametrize("T", [1, 63, 65, 200, 1100])
