@@ -10,6 +10,8 @@ from .errors import NoTextError, TextTooLongError, UnsupportedTypeError
 from .normalize import normalize_text
 from .sniff import HTML, byte_order_mark
 
+# HTML collapses ASCII whitespace only; a no-break space stays.
+_HTML_WHITESPACE = re.compile(r"[ \t\n\r\f]+")
 # No encoding takes more than 4 bytes per character, so a larger file holds more than max_chars characters.
 _MAX_BYTES_PER_CHAR = 4
 
@@ -30,7 +32,7 @@ def read_text_document(path: Path, content_type: str, *, max_chars: int) -> str:
 
 
 def decode_text(data: bytes) -> str:
-    """Bytes to text: a byte-order mark wins, then UTF-8, then charset-normalizer's best guess."""
+    """Bytes to text: a byte-order mark wins, then UTF-8, then charset-normalizer's guess."""
     bom = byte_order_mark(data)
     if bom is not None:
         mark, codec = bom
@@ -38,10 +40,29 @@ def decode_text(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        pass
-    best = charset_normalizer.from_bytes(data).best()
+        return _guess_legacy_encoding(data)
+
+
+# charset-normalizer often ranks another Latin code page (cp1257, cp1250) first for Western European text,
+# which such code pages decode to equally clean but wrong letters ("élčves"). windows-1252, the commonest
+# legacy encoding (and what browsers read "latin-1" as), wins when nearly as clean, unless the other reading
+# is clearly more like a language (real Baltic or Central European text).
+_CHAOS_TOLERANCE = 0.03
+_COHERENCE_MARGIN = 0.05
+
+
+def _guess_legacy_encoding(data: bytes) -> str:
+    matches = charset_normalizer.from_bytes(data)
+    best = matches.best()
     if best is None:
         raise UnsupportedTypeError("The file is not text in any known encoding.")
+    near_best = [match for match in matches if match.chaos <= best.chaos + _CHAOS_TOLERANCE]
+    western = next((match for match in near_best if match.encoding == "cp1252"), None)
+    if (
+        western is not None
+        and max(match.coherence for match in near_best) <= western.coherence + _COHERENCE_MARGIN
+    ):
+        return str(western)
     return str(best)
 
 
@@ -87,15 +108,24 @@ class _VisibleTextCollector(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.hidden_depth:
             return
-        self.parts.append(data if self.pre_depth else re.sub(r"\s+", " ", data))
+        if not self.pre_depth:
+            data = _HTML_WHITESPACE.sub(" ", data)
+            if data == " " and (not self.parts or self.parts[-1].endswith("\n")):
+                return  # layout whitespace between blocks
+        self.parts.append(data)
 
     def _break(self, tag: str) -> None:
-        if tag in self.PARAGRAPHS:
-            self.parts.append("\n\n")
-        elif tag in self.LINES:
-            self.parts.append("\n")
-        elif tag in self.CELLS:
-            self.parts.append(" ")
+        if tag in self.CELLS:
+            if self.parts and not self.parts[-1].endswith((" ", "\n")):
+                self.parts.append(" ")
+            return
+        newlines = 2 if tag in self.PARAGRAPHS else 1 if tag in self.LINES else 0
+        if not newlines:
+            return
+        if self.parts and not self.parts[-1].strip("\n"):  # already at a break: widen it, never stack
+            self.parts[-1] = "\n" * max(len(self.parts[-1]), newlines)
+        else:
+            self.parts.append("\n" * newlines)
 
 
 def html_to_text(html: str) -> str:

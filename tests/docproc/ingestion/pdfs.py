@@ -1,0 +1,70 @@
+"""Test inputs: the shared corpus of real PDFs, and hostile PDFs built with pypdf."""
+
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+from pypdf import PdfWriter
+from pypdf.generic import ArrayObject, DictionaryObject, NameObject, StreamObject
+
+CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "pdf"
+CORPUS_PASSWORD = "openpassword"  # corpus README: the LibreOffice test file's password
+ENCRYPTED = "005-libreoffice-writer-password/libreoffice-writer-password.pdf"
+FOUR_PAGES = "004-pdflatex-4-pages/pdflatex-4-pages.pdf"
+BIG = "009-pdflatex-geotopo/GeoTopo-komprimiert.pdf"  # 117 pages, enough for several workers
+
+
+def corpus_entries() -> list[dict]:
+    """files.json's entries (path, pages, encrypted, ...); empty when the corpus is absent."""
+    listing = CORPUS / "files.json"
+    return json.loads(listing.read_text())["data"] if listing.exists() else []
+
+
+def corpus_file(relative: str) -> Path:
+    path = CORPUS / relative
+    if not path.exists():
+        pytest.skip(f"corpus file {relative} is absent")
+    return path
+
+
+def zlib_stream(data_chunks: list[bytes] | bytes, repeat: int = 1) -> bytes:
+    """zlib data for the chunks concatenated, `repeat` times, without holding the inflated bytes."""
+    compressor = zlib.compressobj(1)
+    chunks = [data_chunks] if isinstance(data_chunks, bytes) else data_chunks
+    return (
+        b"".join(compressor.compress(chunk) for _ in range(repeat) for chunk in chunks) + compressor.flush()
+    )
+
+
+def write_pdf(path: Path, compressed_content: bytes, *, pages: int = 1, content_repeats: int = 1) -> Path:
+    """A PDF of `pages` pages, each drawing the same FlateDecode content stream `content_repeats` times,
+    with Helvetica as /F1."""
+    writer = PdfWriter()
+    font = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Font"),
+            NameObject("/Subtype"): NameObject("/Type1"),
+            NameObject("/BaseFont"): NameObject("/Helvetica"),
+        }
+    )
+    resources = DictionaryObject(
+        {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})}
+    )
+    stream = StreamObject()
+    stream.set_data(compressed_content)
+    stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+    content = writer._add_object(stream)
+    for _ in range(pages):
+        page = writer.add_blank_page(612, 792)
+        page[NameObject("/Resources")] = resources
+        page[NameObject("/Contents")] = ArrayObject([content] * content_repeats)
+    with path.open("wb") as file:
+        writer.write(file)
+    return path
+
+
+def text_operators(words: str, lines: int = 1) -> bytes:
+    """A content stream showing `words` on `lines` lines."""
+    shown = b"".join(b"(%s) Tj T*\n" % words.encode() for _ in range(lines))
+    return b"BT /F1 10 Tf 12 TL 72 720 Td\n" + shown + b"ET\n"

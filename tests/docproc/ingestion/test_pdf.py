@@ -1,0 +1,230 @@
+"""PDF extraction over the shared corpus of real PDFs, and over damaged and hostile PDFs built here."""
+
+import difflib
+import multiprocessing.forkserver
+import time
+from pathlib import Path
+
+import pypdf
+import pytest
+
+from docproc.ingestion import (
+    DecompressionBombError,
+    EmptyFileError,
+    ExtractionTimeoutError,
+    IngestionError,
+    MalformedPdfError,
+    NoTextLayerError,
+    PasswordRequiredError,
+    ResourceLimitError,
+    TextTooLongError,
+    TooManyPagesError,
+    TruncatedPdfError,
+    UnsupportedTypeError,
+    WrongPasswordError,
+    extract,
+)
+from docproc.ingestion.normalize import normalize_text
+from docproc.ingestion.pdf_worker import MEMORY_LIMIT_BYTES, MIN_PAGES_PER_WORKER, split_pages
+
+from .pdfs import (
+    BIG,
+    CORPUS_PASSWORD,
+    ENCRYPTED,
+    FOUR_PAGES,
+    corpus_entries,
+    corpus_file,
+    text_operators,
+    write_pdf,
+    zlib_stream,
+)
+
+# Corpus files that cannot give text, and why; every other corpus file must give its pages' text.
+EXPECTED_FAILURES: dict[str, type[IngestionError]] = {
+    ENCRYPTED: PasswordRequiredError,
+    "007-imagemagick-images/imagemagick-ASCII85Decode.pdf": NoTextLayerError,
+    "007-imagemagick-images/imagemagick-CCITTFaxDecode.pdf": NoTextLayerError,
+    "007-imagemagick-images/imagemagick-lzw.pdf": NoTextLayerError,
+    # Its page tree is broken (/Pages missing, object 172 undefined): neither pdfium nor pypdf can read it.
+    "017-unreadable-meta-data/unreadablemetadata.pdf": MalformedPdfError,
+    "019-grayscale-image/grayscale-image.pdf": NoTextLayerError,
+    "023-cmyk-image/cmyk-image.pdf": NoTextLayerError,
+}
+# Below this agreement with pypdf on the characters shown (whitespace aside: line breaks differ), our text
+# would be worse, not just laid out differently.
+MIN_AGREEMENT_WITH_PYPDF = 0.95
+# pypdf is slow; comparing longer documents takes too long for a unit test (bench/ingestion does all).
+MAX_PAGES_COMPARED = 10
+
+
+def shown_characters_agreement(ours: str, reference: str) -> float:
+    return difflib.SequenceMatcher(
+        None, "".join(ours.split()), "".join(reference.split()), autojunk=False
+    ).ratio()
+
+
+@pytest.mark.parametrize("entry", corpus_entries(), ids=lambda entry: entry["path"])
+def test_every_corpus_file_gives_its_pages_or_the_right_error(entry: dict) -> None:
+    path = corpus_file(entry["path"])
+    if entry["path"] in EXPECTED_FAILURES:
+        with pytest.raises(EXPECTED_FAILURES[entry["path"]]) as raised:
+            extract(path)
+        assert raised.value.code and raised.value.message
+        return
+    document = extract(path)
+    assert document.content_type == "application/pdf"
+    assert [page.number for page in document.pages] == list(range(1, entry["pages"] + 1))
+    assert document.text.strip()
+    assert not any(char in document.text for char in "\x00\r\ufffe\ufffd")
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        entry
+        for entry in corpus_entries()
+        if entry["path"] not in EXPECTED_FAILURES and entry["pages"] <= MAX_PAGES_COMPARED
+    ],
+    ids=lambda entry: entry["path"],
+)
+def test_corpus_text_agrees_with_pypdf(entry: dict) -> None:
+    path = corpus_file(entry["path"])
+    reference = "\n".join(
+        normalize_text(page.extract_text(), from_pdf=True) for page in pypdf.PdfReader(path).pages
+    )
+    assert shown_characters_agreement(extract(path).text, reference) >= MIN_AGREEMENT_WITH_PYPDF
+
+
+def test_right_to_left_text_is_in_reading_order() -> None:
+    # pdfium returns Arabic in visual order (reversed); pypdf's logical order must win.
+    for name in ["habibi.pdf", "habibi-rotated.pdf", "habibi-oneline-cmap.pdf"]:
+        document = extract(corpus_file(f"015-arabic/{name}"))
+        assert all(page.text == "حَبيبي habibi حَبيبي" for page in document.pages), name
+
+
+def test_words_hyphenated_at_line_ends_are_joined() -> None:
+    text = extract(corpus_file("026-latex-multicolumn/multicolumn.pdf")).text
+    assert "adipiscing" in text and "consectetuer" in text
+    assert "adip-" not in text
+
+
+def test_encrypted_pdf_opens_only_with_its_password() -> None:
+    path = corpus_file(ENCRYPTED)
+    with pytest.raises(PasswordRequiredError) as raised:
+        extract(path)
+    assert raised.value.code == "password_required"
+    with pytest.raises(WrongPasswordError) as raised:
+        extract(path, password="not-the-password")
+    assert raised.value.code == "wrong_password"
+    document = extract(path, password=CORPUS_PASSWORD)
+    assert len(document.pages) == 1
+    assert document.text.startswith("Lorem ipsum dolor sit amet")
+
+
+def test_parallel_workers_give_the_same_pages_as_one() -> None:
+    path = corpus_file(BIG)
+    assert len(split_pages(117, 2)) == 2 and len(split_pages(MIN_PAGES_PER_WORKER, 2)) == 1
+    assert extract(path, workers=2) == extract(path, workers=1)
+
+
+def test_pages_keep_their_order_and_numbers_across_workers(tmp_path: Path) -> None:
+    original = extract(corpus_file(FOUR_PAGES), workers=1)
+    writer = pypdf.PdfWriter()
+    copies = 2 * MIN_PAGES_PER_WORKER // 4 + 1  # enough pages for two workers
+    for _ in range(copies):
+        writer.append(corpus_file(FOUR_PAGES))
+    writer.write(tmp_path / "repeated.pdf")
+    document = extract(tmp_path / "repeated.pdf", workers=2)
+    assert [page.number for page in document.pages] == list(range(1, 4 * copies + 1))
+    assert [page.text for page in document.pages] == [page.text for page in original.pages] * copies
+
+
+def test_truncated_pdf(tmp_path: Path) -> None:
+    data = corpus_file(FOUR_PAGES).read_bytes()
+    (tmp_path / "half.pdf").write_bytes(data[: len(data) // 2])
+    with pytest.raises(TruncatedPdfError) as raised:
+        extract(tmp_path / "half.pdf")
+    assert raised.value.code == "truncated_pdf" and "truncated" in raised.value.message
+
+
+def test_malformed_pdf(tmp_path: Path) -> None:
+    (tmp_path / "garbage.pdf").write_bytes(b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF\n")
+    with pytest.raises(MalformedPdfError) as raised:
+        extract(tmp_path / "garbage.pdf")
+    assert raised.value.code == "malformed_pdf"
+
+
+def test_empty_file_and_image_named_pdf(tmp_path: Path) -> None:
+    (tmp_path / "empty.pdf").write_bytes(b"")
+    with pytest.raises(EmptyFileError):
+        extract(tmp_path / "empty.pdf")
+    (tmp_path / "image.pdf").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    with pytest.raises(UnsupportedTypeError, match="PNG image"):
+        extract(tmp_path / "image.pdf")
+
+
+def test_generated_pdf_text_is_extracted(tmp_path: Path) -> None:
+    path = write_pdf(
+        tmp_path / "three.pdf", zlib_stream(text_operators("The quick brown fox", lines=3)), pages=3
+    )
+    document = extract(path)
+    assert [page.text for page in document.pages] == [
+        "The quick brown fox\nThe quick brown fox\nThe quick brown fox"
+    ] * 3
+
+
+def test_too_many_pages_and_too_much_text() -> None:
+    path = corpus_file(FOUR_PAGES)
+    with pytest.raises(TooManyPagesError, match="4 pages"):
+        extract(path, max_pages=3)
+    with pytest.raises(TextTooLongError):
+        extract(path, max_chars=1000)
+    assert len(extract(path, max_pages=4).pages) == 4
+
+
+def test_decompression_bomb_is_refused_before_parsing(tmp_path: Path) -> None:
+    # 200 MB of zeros behind one line of text: under 1 MB on disk.
+    bomb = zlib_stream([text_operators("bomb"), bytes(1 << 20)], repeat=200)
+    path = write_pdf(tmp_path / "bomb.pdf", bomb)
+    assert path.stat().st_size < 2 << 20
+    started = time.monotonic()
+    with pytest.raises(DecompressionBombError) as raised:
+        extract(path)
+    assert raised.value.code == "decompression_bomb"
+    assert time.monotonic() - started < 10
+
+
+def test_parser_running_out_of_memory_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    # Each stream inflates to 30 MiB, under the pre-scan's limits, but the page draws it until pdfium's
+    # concatenated content passes the child's memory limit.
+    stream_bytes = 30 << 20
+    content = zlib_stream([text_operators("hi"), bytes(stream_bytes)])
+    path = write_pdf(tmp_path / "many.pdf", content, content_repeats=MEMORY_LIMIT_BYTES // stream_bytes + 2)
+    with pytest.raises(ResourceLimitError) as raised:
+        extract(path)
+    assert raised.value.code == "resource_limit_exceeded"
+
+
+def _forkserver_children() -> list[int]:
+    """Processes the multiprocessing fork server has started that are still alive (Linux /proc)."""
+    server = multiprocessing.forkserver._forkserver._forkserver_pid
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        if int(fields[1]) == server and fields[0] != "Z":
+            children.append(int(stat.parent.name))
+    return children
+
+
+def test_slow_parse_is_stopped_at_the_timeout(tmp_path: Path) -> None:
+    slow = zlib_stream(text_operators("many words on a line to keep the parser busy", lines=20_000))
+    path = write_pdf(tmp_path / "slow.pdf", slow, pages=300)
+    started = time.monotonic()
+    with pytest.raises(ExtractionTimeoutError) as raised:
+        extract(path, timeout_s=1.0)
+    assert raised.value.code == "extraction_timeout"
+    assert time.monotonic() - started < 3
+    assert _forkserver_children() == []
