@@ -23,13 +23,6 @@ GDR_NAMES = ("q", "k", "v", "g", "beta")
 TOLERANCE = {torch.float32: {"atol": 1e-5, "rtol": 1e-5}, torch.bfloat16: {"atol": 5e-2, "rtol": 5e-2}}
 
 
-def gdr_inputs(device: torch.device, dtype: torch.dtype, **shape) -> dict[str, torch.Tensor | None]:
-    x = gated_delta_rule_inputs(**shape)
-    for name in ("q", "k", "v"):
-        x[name] = x[name].to(dtype)
-    return {name: None if t is None else t.to(device) for name, t in x.items()}
-
-
 def assert_gdr_matches_reference(kernel, reference, x: dict, l2norm: bool = True) -> None:
     kwargs = {
         "initial_state": x["initial_state"],
@@ -47,19 +40,25 @@ def assert_gdr_matches_reference(kernel, reference, x: dict, l2norm: bool = True
 @pytest.mark.parametrize(("H", "HV"), [(2, 2), (1, 2)])
 @pytest.mark.parametrize("with_state", [False, True])
 def test_chunk_matches_reference(device: torch.device, T: int, H: int, HV: int, with_state: bool) -> None:
-    x = gdr_inputs(device, torch.float32, B=1, T=T, H=H, HV=HV, K=16, V=32, with_state=with_state)
+    x = gated_delta_rule_inputs(
+        device=device, dtype=torch.float32, B=1, T=T, H=H, HV=HV, K=16, V=32, with_state=with_state
+    )
     assert_gdr_matches_reference(chunk_gated_delta_rule, chunk_gated_delta_rule_reference, x)
 
 
 @pytest.mark.parametrize("T", [65, 200])
 def test_chunk_bf16_matches_reference(device: torch.device, T: int) -> None:
-    x = gdr_inputs(device, torch.bfloat16, B=2, T=T, H=1, HV=2, K=32, V=16, with_state=True)
+    x = gated_delta_rule_inputs(
+        device=device, dtype=torch.bfloat16, B=2, T=T, H=1, HV=2, K=32, V=16, with_state=True
+    )
     assert_gdr_matches_reference(chunk_gated_delta_rule, chunk_gated_delta_rule_reference, x)
 
 
 def test_chunk_strong_decay_without_l2norm(device: torch.device) -> None:
     # Decays of ~exp(-0.7) a step underflow within a chunk: nothing may turn into inf or NaN.
-    x = gdr_inputs(device, torch.float32, B=1, T=130, H=1, HV=1, K=16, V=16, with_state=True)
+    x = gated_delta_rule_inputs(
+        device=device, dtype=torch.float32, B=1, T=130, H=1, HV=1, K=16, V=16, with_state=True
+    )
     x["g"] = F.logsigmoid(torch.randn_like(x["g"])) * 4
     assert_gdr_matches_reference(chunk_gated_delta_rule, chunk_gated_delta_rule_reference, x, l2norm=False)
 
@@ -70,7 +69,9 @@ def test_chunk_strong_decay_without_l2norm(device: torch.device) -> None:
 def test_fused_recurrent_matches_reference(
     device: torch.device, T: int, H: int, HV: int, with_state: bool, dtype: torch.dtype
 ) -> None:
-    x = gdr_inputs(device, dtype, B=1, T=T, H=H, HV=HV, K=16, V=16, with_state=with_state)
+    x = gated_delta_rule_inputs(
+        device=device, dtype=dtype, B=1, T=T, H=H, HV=HV, K=16, V=16, with_state=with_state
+    )
     assert_gdr_matches_reference(
         fused_recurrent_gated_delta_rule, fused_recurrent_gated_delta_rule_reference, x
     )
@@ -78,7 +79,9 @@ def test_fused_recurrent_matches_reference(
 
 @pytest.mark.parametrize("fn", [chunk_gated_delta_rule, fused_recurrent_gated_delta_rule])
 def test_state_carried_across_calls_equals_one_call(device: torch.device, fn) -> None:
-    x = gdr_inputs(device, torch.float32, B=1, T=150, H=1, HV=2, K=16, V=16, with_state=True)
+    x = gated_delta_rule_inputs(
+        device=device, dtype=torch.float32, B=1, T=150, H=1, HV=2, K=16, V=16, with_state=True
+    )
     o_whole, s_whole = fn(
         *(x[n] for n in GDR_NAMES), initial_state=x["initial_state"], output_final_state=True
     )
