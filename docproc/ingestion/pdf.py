@@ -2,15 +2,21 @@
 
 pdfium is fast but neither thread-safe nor safe against hostile files, so it never runs in the calling
 process: a lead child checks the file, opens it and reads the first share of the pages while further children
-(big documents only) read the rest. Every child has a memory limit; past the deadline all are killed. A
-crashed or killed child becomes an IngestionError here; the caller never hangs or crashes.
+(big documents only) read the rest. Every child has memory and CPU-time limits; past the deadline all are
+killed. A crashed or killed child becomes an IngestionError here; the caller never hangs or crashes.
 """
 
+import copy
+import math
 import multiprocessing
+import multiprocessing.forkserver
+import multiprocessing.process as mp_process
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -31,6 +37,20 @@ from .errors import (
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload([pdf_worker.__name__])
 _OUT_OF_MEMORY_SIGNALS = {signal.SIGABRT, signal.SIGKILL}
+_START_LOCK = threading.Lock()
+
+
+def _forget_inherited_fork_server() -> None:
+    """A forked child (a Celery prefork worker, say) inherits its parent's handle on the fork server, which
+    multiprocessing then checks with waitpid, failing: the server is not the child's own. Start afresh."""
+    server = multiprocessing.forkserver._forkserver  # type: ignore[attr-defined]
+    if server._forkserver_alive_fd is not None:
+        os.close(server._forkserver_alive_fd)  # else the parent's server outlives the parent
+    server._forkserver_pid = server._forkserver_address = server._forkserver_alive_fd = None
+    server._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_fork_server)
 
 
 def extract_pdf(
@@ -82,8 +102,13 @@ class _Children:
 
     def start(self, job: Callable[..., None], *args: Any) -> None:
         receiver, sender = _CONTEXT.Pipe(duplex=False)
-        process = _CONTEXT.Process(target=pdf_worker.child_main, args=(sender, job, *args), daemon=True)
-        process.start()
+        # Past its deadline the parent kills a child; the CPU-time limit stops it even if the parent is gone.
+        cpu_seconds = math.ceil(self.timeout_s) + 1
+        with _as_plain_process():
+            process = _CONTEXT.Process(
+                target=pdf_worker.child_main, args=(sender, cpu_seconds, job, *args), daemon=True
+            )
+            process.start()
         self.processes.append(process)
         sender.close()  # the child holds the only sending end now, so its death reads as end-of-file here
         self.running[receiver] = process
@@ -116,3 +141,27 @@ class _Children:
         return MalformedPdfError(
             f"The PDF parser crashed (exit code {exit_code}); the file is probably damaged."
         )
+
+
+@contextmanager
+def _as_plain_process() -> Iterator[None]:
+    """Let multiprocessing start children as from a plain Python process.
+
+    Celery's prefork workers (billiard) install their own daemonic process object as multiprocessing's
+    current process: multiprocessing refuses children to a daemonic process, lest they be orphaned, and cannot
+    pickle that object's auth key. Ours never outlive the call that starts them, so while one is created and
+    started, a non-daemonic copy with a plain auth key stands in.
+    """
+    with _START_LOCK:  # the current process is process-wide state
+        installed = multiprocessing.current_process()
+        if type(installed).__module__.startswith("multiprocessing") and not installed.daemon:
+            yield
+            return
+        stand_in = copy.copy(installed)
+        authkey = mp_process.AuthenticationString(bytes(installed.authkey))
+        stand_in._config = dict(installed._config, daemon=False, authkey=authkey)  # type: ignore[attr-defined]
+        mp_process._current_process = stand_in  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            mp_process._current_process = installed  # type: ignore[attr-defined]

@@ -57,9 +57,11 @@ _MAX_GARBAGE_SHARE = 0.1
 Send = Callable[[tuple[Any, ...]], None]
 
 
-def child_main(connection: Connection, job: Callable[..., None], *args: Any) -> None:
-    """Entry point of every child: limit memory, run `job`, turn any failure into an "error" message."""
+def child_main(connection: Connection, cpu_seconds: int, job: Callable[..., None], *args: Any) -> None:
+    """Entry point of every child: limit memory and CPU time, run `job`, turn any failure into an "error"
+    message."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     try:
         job(connection.send, *args)
     except IngestionError as error:

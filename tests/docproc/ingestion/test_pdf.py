@@ -5,6 +5,7 @@ import multiprocessing.forkserver
 import time
 from pathlib import Path
 
+import billiard
 import pypdf
 import pytest
 
@@ -228,3 +229,14 @@ def test_slow_parse_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     assert raised.value.code == "extraction_timeout"
     assert time.monotonic() - started < 3
     assert _forkserver_children() == []
+
+
+def _page_count(path: Path) -> int:
+    return len(extract(path).pages)
+
+
+def test_extraction_inside_a_celery_prefork_worker() -> None:
+    # Celery's prefork pool runs tasks in daemonic billiard processes, which multiprocessing
+    # would refuse to give children.
+    with billiard.Pool(1) as pool:
+        assert pool.apply(_page_count, (corpus_file(FOUR_PAGES),)) == 4
