@@ -17,7 +17,8 @@ def _causal_conv1d_kernel(
     T, D, W: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_STATE: tl.constexpr, SILU: tl.constexpr,
 ):
-    b, t_block, d_block = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    # int64: offsets b * T * D pass 2**31 for long batched inputs
+    b, t_block, d_block = tl.program_id(0).to(tl.int64), tl.program_id(1), tl.program_id(2)
     t = t_block * BT + tl.arange(0, BT)
     d = d_block * BD + tl.arange(0, BD)
     t_ok, d_ok = t < T, d < D

@@ -23,7 +23,7 @@ from kernels.gated_delta_rule.reference import CHUNK_SIZE
 def _load_rows(ptr, row0, n_rows, row_stride, n_cols, R: tl.constexpr, D: tl.constexpr, L2NORM: tl.constexpr):
     """Rows row0 .. row0+R-1 of a [*, n_cols] view (zero past n_rows / n_cols) as float32 [R, D], optionally
     L2-normalised (epsilon as in the reference's `l2norm`)."""
-    rows = row0 + tl.arange(0, R)
+    rows = (row0 + tl.arange(0, R)).to(tl.int64)
     cols = tl.arange(0, D)
     mask = (rows[:, None] < n_rows) & (cols[None, :] < n_cols)
     x = tl.load(ptr + rows[:, None] * row_stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
@@ -49,7 +49,7 @@ def _chunk_prepare_kernel(
     T, H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, L2NORM: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    chunk, bh = tl.program_id(0), tl.program_id(1)
+    chunk, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # int64: offsets pass 2**31 at long T
     b, hv = bh // HV, bh % HV
     h = hv // (HV // H)
     t0 = chunk * C
@@ -98,7 +98,7 @@ def _chunk_state_kernel(
     DOT_DTYPE: tl.constexpr, EMULATE_DOT_DTYPE: tl.constexpr,
     HAS_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
 ):
-    v_block, bh = tl.program_id(0), tl.program_id(1)
+    v_block, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)
     b, hv = bh // HV, bh % HV
     h = hv // (HV // H)
     dtype = w_ptr.dtype.element_ty
@@ -144,7 +144,7 @@ def _chunk_output_kernel(
     C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, L2NORM: tl.constexpr, PRECISION: tl.constexpr,
     DOT_DTYPE: tl.constexpr, EMULATE_DOT_DTYPE: tl.constexpr,
 ):
-    chunk, bh, v_block = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    chunk, bh, v_block = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.program_id(2)
     b, hv = bh // HV, bh % HV
     h = hv // (HV // H)
     t0 = chunk * C
@@ -199,7 +199,9 @@ def chunk_gated_delta_rule_triton(
     BK = _block(K, 256)
     if BK < K:
         raise ValueError(f"the Triton chunk kernel holds a whole key head in registers: K={K} must be <= 256")
-    BV = _block(V, 64)  # V blocks of the state scan run in parallel
+    BV = _block(V, 64)
+    # The state scan is the sequential part: smaller V blocks give it more programs (B * HV * V / BV).
+    BV_SCAN = _block(V, 32)
     q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
     common = {"H": H, "HV": HV, "K": K, "V": V, "C": C, "BK": BK, "L2NORM": use_qk_l2norm_in_kernel,
@@ -218,8 +220,8 @@ def chunk_gated_delta_rule_triton(
         torch.empty(B, HV, K, V, dtype=torch.float32, device=q.device) if output_final_state else None
     )
     h0 = initial_state.contiguous() if initial_state is not None else None
-    _chunk_state_kernel[(triton.cdiv(V, BV), B * HV)](
-        k, w, u, g_cum, h0, h, v_new, final_state, T, N, BV=BV,
+    _chunk_state_kernel[(triton.cdiv(V, BV_SCAN), B * HV)](
+        k, w, u, g_cum, h0, h, v_new, final_state, T, N, BV=BV_SCAN,
         HAS_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state,
         **common, **dot_dtype,
     )

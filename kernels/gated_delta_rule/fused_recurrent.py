@@ -16,7 +16,7 @@ def _fused_recurrent_kernel(
     BK: tl.constexpr, BV: tl.constexpr, L2NORM: tl.constexpr,
     HAS_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
 ):
-    v_block, bh = tl.program_id(0), tl.program_id(1)
+    v_block, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # int64: offsets pass 2**31 at long T
     b, hv = bh // HV, bh % HV
     h = hv // (HV // H)
     cols_k = tl.arange(0, BK)

@@ -54,10 +54,11 @@ def test_chunk_bf16_matches_reference(device: torch.device, T: int) -> None:
     assert_gdr_matches_reference(chunk_gated_delta_rule, chunk_gated_delta_rule_reference, x)
 
 
-def test_chunk_strong_decay_without_l2norm(device: torch.device) -> None:
-    # Decays of ~exp(-0.7) a step underflow within a chunk: nothing may turn into inf or NaN.
+def test_chunk_strong_decay_without_l2norm_wide_values(device: torch.device) -> None:
+    # Decays of ~exp(-3) a step underflow within a chunk: nothing may turn into inf or NaN.
+    # V=64 splits the state scan into V blocks.
     x = gated_delta_rule_inputs(
-        device=device, dtype=torch.float32, B=1, T=130, H=1, HV=1, K=16, V=16, with_state=True
+        device=device, dtype=torch.float32, B=1, T=130, H=1, HV=1, K=16, V=64, with_state=True
     )
     x["g"] = F.logsigmoid(torch.randn_like(x["g"])) * 4
     assert_gdr_matches_reference(chunk_gated_delta_rule, chunk_gated_delta_rule_reference, x, l2norm=False)
