@@ -13,8 +13,10 @@ import multiprocessing.forkserver
 import multiprocessing.process as mp_process
 import os
 import signal
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
@@ -104,7 +106,7 @@ class _Children:
         receiver, sender = _CONTEXT.Pipe(duplex=False)
         # Past its deadline the parent kills a child; the CPU-time limit stops it even if the parent is gone.
         cpu_seconds = math.ceil(self.timeout_s) + 1
-        with _as_plain_process():
+        with _plain_start():
             process = _CONTEXT.Process(
                 target=pdf_worker.child_main, args=(sender, cpu_seconds, job, *args), daemon=True
             )
@@ -144,24 +146,26 @@ class _Children:
 
 
 @contextmanager
-def _as_plain_process() -> Iterator[None]:
-    """Let multiprocessing start children as from a plain Python process.
+def _plain_start() -> Iterator[None]:
+    """While a child is created and started, make multiprocessing see a plain process with no main module.
 
-    Celery's prefork workers (billiard) install their own daemonic process object as multiprocessing's
-    current process: multiprocessing refuses children to a daemonic process, lest they be orphaned, and cannot
-    pickle that object's auth key. Ours never outlive the call that starts them, so while one is created and
-    started, a non-daemonic copy with a plain auth key stands in.
+    A child started by the fork server runs the caller's main module again before its target: seconds when
+    that module imports a model stack, and needless, since the child runs only docproc code. And Celery's
+    prefork workers (billiard) install their own daemonic process object as multiprocessing's current
+    process: multiprocessing refuses children to a daemonic process, lest they be orphaned, and cannot pickle
+    that object's auth key. Ours never outlive the call that starts them, so a non-daemonic copy with a
+    plain auth key stands in.
     """
-    with _START_LOCK:  # the current process is process-wide state
+    with _START_LOCK:  # both are process-wide state
+        main_module = sys.modules["__main__"]
         installed = multiprocessing.current_process()
-        if type(installed).__module__.startswith("multiprocessing") and not installed.daemon:
-            yield
-            return
         stand_in = copy.copy(installed)
         authkey = mp_process.AuthenticationString(bytes(installed.authkey))
         stand_in._config = dict(installed._config, daemon=False, authkey=authkey)  # type: ignore[attr-defined]
+        sys.modules["__main__"] = types.ModuleType("__main__")
         mp_process._current_process = stand_in  # type: ignore[attr-defined]
         try:
             yield
         finally:
             mp_process._current_process = installed  # type: ignore[attr-defined]
+            sys.modules["__main__"] = main_module

@@ -2,6 +2,10 @@
 
 import difflib
 import multiprocessing.forkserver
+import os
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -240,3 +244,35 @@ def test_extraction_inside_a_celery_prefork_worker() -> None:
     # would refuse to give children.
     with billiard.Pool(1) as pool:
         assert pool.apply(_page_count, (corpus_file(FOUR_PAGES),)) == 4
+
+
+def test_children_do_not_run_the_callers_main_module_again(tmp_path: Path) -> None:
+    # multiprocessing's fork-server children normally re-run the main module (seconds, for one importing a
+    # model stack); a script without a main guard would even recurse.
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from pathlib import Path
+
+            from docproc.ingestion import extract
+
+            with open(sys.argv[1], "a") as log:
+                log.write("main module ran\\n")
+            print(len(extract(Path(sys.argv[2])).pages))
+            """
+        )
+    )
+    log = tmp_path / "log.txt"
+    repository = Path(__file__).resolve().parents[3]
+    result = subprocess.run(
+        [sys.executable, str(script), str(log), str(corpus_file(FOUR_PAGES))],
+        env=os.environ | {"PYTHONPATH": str(repository)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "4"
+    assert log.read_text() == "main module ran\n"
