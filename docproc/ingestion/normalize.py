@@ -3,34 +3,25 @@
 import re
 import unicodedata
 
-# pdfium marks a hyphen it dropped at a line break with U+FFFE; U+00AD is a soft hyphen.
-_BREAK_HYPHENS = "\ufffe\u00ad"
-# A word split across lines: "exam-\nple", or pdfium's "exam\ufffeple". Group 1 is the next letter.
-_BROKEN_WORD = re.compile(r"(?<=[^\W\d_])(?:-\n|[\ufffe\u00ad]\n?)(?=([^\W\d_]))")
-_HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")
-_SPACE_BEFORE_NEWLINE = re.compile(r"[^\S\n]+\n")
-_SPACE_AFTER_NEWLINE = re.compile(r"\n[^\S\n]+")
+# A word split across lines: "exam-\nple", or pdfium's "exam\ufffeple" (U+FFFE marks a hyphen pdfium dropped
+# at a line break; U+00AD is a soft hyphen). Group 1 is the next letter; the one before is checked on a
+# match, which keeps the pattern's start literal and the scan fast.
+_BROKEN_WORD = re.compile(r"(?:-\n|[\ufffe\u00ad]\n?)(?=([^\W\d_]))")
+_LINE_BREAKS = [("\r\n", "\n"), ("\r", "\n"), ("\x85", "\n"), ("\u2028", "\n"), ("\u2029", "\n\n")]
 _BLANK_LINES = re.compile(r"\n{3,}")
-
-
-def _control_character_table() -> dict[int, str]:
-    table: dict[int, str] = {code: " " for code in range(0x20) if chr(code) not in "\t\n"}
-    table |= {0x00: "", 0x7F: ""} | {code: "" for code in range(0x80, 0xA0)}
-    table |= {ord(mark): "" for mark in _BREAK_HYPHENS}
-    table |= {0x2028: "\n", 0x2029: "\n\n"}
-    # Typographic ligatures (U+FB00..FB06: ff, fi, fl, ffi, ffl, st) become their letters.
-    table |= {code: unicodedata.normalize("NFKC", chr(code)) for code in range(0xFB00, 0xFB07)}
-    return table
-
-
-_CONTROL_CHARACTERS = _control_character_table()
-_PRIVATE_USE = {code: "" for code in range(0xE000, 0xF900)}
+_CONTROL = re.compile(r"[\x01-\x08\x0b-\x1f]")  # tab and newline stay
+_INVISIBLE = re.compile(r"[\x00\x7f-\x9f\ufffe\u00ad]")  # NUL, DEL, C1 controls, stray hyphen marks
+_PRIVATE_USE = re.compile(r"[\ue000-\uf8ff]")
+# Typographic ligatures (U+FB00..FB06: ff, fi, fl, ffi, ffl, st) are spelled out.
+_LIGATURE = re.compile(r"[\ufb00-\ufb06]")
 
 
 def _join_broken_word(match: re.Match[str]) -> str:
+    mark = match.group(0)
+    if not match.string[match.start() - 1 : match.start()].isalpha():
+        return mark  # not inside a word; a stray mark is dropped later
     if match.group(1).islower():
         return ""  # a syllable break: "exam-\nple" -> "example"
-    mark = match.group(0)
     if mark.startswith("-"):
         return mark  # "Schwarz-\nWeiß" keeps its hyphen
     return ("-" if mark.startswith("\ufffe") else "") + mark[1:]
@@ -44,12 +35,16 @@ def normalize_text(text: str, *, from_pdf: bool) -> str:
     runs of spaces (positioned glyphs, not authored indentation) and drops private-use glyphs (symbol fonts
     without a Unicode mapping).
     """
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x85", "\n")
+    for line_break, replacement in _LINE_BREAKS:
+        text = text.replace(line_break, replacement)
     if from_pdf:
         text = _BROKEN_WORD.sub(_join_broken_word, text)
-        text = text.translate(_PRIVATE_USE)
-    text = unicodedata.normalize("NFC", text.translate(_CONTROL_CHARACTERS))
-    if from_pdf:
-        text = _SPACE_AFTER_NEWLINE.sub("\n", _HORIZONTAL_SPACE.sub(" ", text))
-    text = _SPACE_BEFORE_NEWLINE.sub("\n", text)
+        text = _PRIVATE_USE.sub("", text)
+    text = _INVISIBLE.sub("", _CONTROL.sub(" ", text))
+    text = _LIGATURE.sub(lambda match: unicodedata.normalize("NFKC", match.group(0)), text)
+    text = unicodedata.normalize("NFC", text)
+    if from_pdf:  # runs of spaces collapse, lines lose their indentation
+        text = "\n".join(" ".join(line.split()) for line in text.split("\n"))
+    else:
+        text = "\n".join(line.rstrip() for line in text.split("\n"))
     return _BLANK_LINES.sub("\n\n", text).strip()
