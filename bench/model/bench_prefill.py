@@ -1,0 +1,285 @@
+"""Prefill throughput and peak memory against document length: HybridLM vs transformers' Qwen3-Next.
+
+Each measurement runs in a fresh subprocess so that its RSS high-water mark (VmHWM) is its own. Rows:
+- ours: `HybridLM.prefill` in chunks (bounded working memory), then greedy decode;
+- transformers, chunked: its model fed the same chunks with a DynamicCache (`logits_to_keep=1`), then decode;
+- transformers, single forward: the whole document in one call.
+Tokens: the King James Bible (Debian package bible-kjv-text, `bible` CLI; else local license texts) through
+the test tokenizer, repeated to length; and uniform random ids. Writes results/prefill.md and prefill.png.
+
+    python bench/model/bench_prefill.py                      # the default plan, ~20-30 min on 2 cores
+    python bench/model/bench_prefill.py --lengths 16384 --ours-only
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+# hidden 256, 8 layers in a 3:1 linear/full pattern, 8 experts (top-2) with a shared expert.
+BENCH_CONFIG = {
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_hidden_layers": 8,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 64,
+    "linear_num_key_heads": 2,
+    "linear_num_value_heads": 4,
+    "linear_key_head_dim": 64,
+    "linear_value_head_dim": 64,
+    "num_experts": 8,
+    "num_experts_per_tok": 2,
+    "moe_intermediate_size": 128,
+    "shared_expert_intermediate_size": 128,
+}
+CHUNK = 4096
+DECODE_TOKENS = 16
+IMPLEMENTATIONS = {
+    "ours": "HybridLM (chunked)",
+    "hf_chunked": "transformers chunked",
+    "hf_single": "transformers single",
+}
+
+
+@dataclass
+class Measurement:
+    implementation: str
+    source: str
+    length: int
+    prefill_tokens_per_s: float | None = None
+    decode_tokens_per_s: float | None = None
+    peak_rss_mib: float | None = None
+    loaded_rss_mib: float | None = None
+    state_mib: float | None = None
+    note: str = ""
+
+
+def rss_high_water_mib() -> float:
+    """This process's RSS high-water mark (VmHWM: per address space, unlike ru_maxrss, which survives exec
+    and so would report the parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def kjv_text() -> str:
+    if shutil.which("bible"):
+        return subprocess.run(["bible", "-f", "Gen1:1-Rev22:21"], capture_output=True, text=True).stdout
+    from model.testing import local_training_text
+
+    return local_training_text()
+
+
+def prepare(workdir: Path, max_length: int) -> tuple[Path, dict[str, Path]]:
+    from transformers import AutoTokenizer
+
+    from model.testing import make_random_checkpoint
+
+    checkpoint = make_random_checkpoint(workdir / "checkpoint", **BENCH_CONFIG)
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
+    text_ids = torch.tensor(tokenizer.encode(kjv_text(), add_special_tokens=False), dtype=torch.long)
+    repeats = -(-max_length // text_ids.numel())
+    sources = {
+        "kjv": text_ids.repeat(repeats)[:max_length],
+        "random": torch.randint(0, len(tokenizer), (max_length,), generator=torch.Generator().manual_seed(0)),
+    }
+    paths = {}
+    for name, ids in sources.items():
+        paths[name] = workdir / f"{name}.pt"
+        torch.save(ids, paths[name])
+    print(f"KJV: {text_ids.numel():,} tokens (repeated x{repeats} for {max_length:,})", flush=True)
+    return checkpoint, paths
+
+
+def worker(implementation: str, checkpoint: str, tokens: str, length: int, threads: int) -> dict[str, float]:
+    """Runs one measurement in this (fresh) process and returns its figures."""
+    torch.set_num_threads(threads)
+    ids = torch.load(tokens)[:length]
+    if implementation == "ours":
+        from model import GREEDY, HybridLM
+
+        lm = HybridLM.from_pretrained(checkpoint)
+        loaded = rss_high_water_mib()
+        state = lm.new_state()
+        start = time.perf_counter()
+        lm.prefill(ids, state, chunk_size=CHUNK)
+        prefill_s = time.perf_counter() - start
+        state_mib = state.nbytes() / 2**20
+        start = time.perf_counter()
+        lm.generate(state, ids[-1:], max_new_tokens=DECODE_TOKENS, sampling=GREEDY, stop_token_ids=[])
+        decode_s = time.perf_counter() - start
+        return {
+            "prefill_tokens_per_s": length / prefill_s,
+            "decode_tokens_per_s": DECODE_TOKENS / decode_s,
+            "peak_rss_mib": rss_high_water_mib(),
+            "loaded_rss_mib": loaded,
+            "state_mib": state_mib,
+        }
+    from transformers import DynamicCache, Qwen3NextForCausalLM
+
+    model = Qwen3NextForCausalLM.from_pretrained(checkpoint).eval()
+    loaded = rss_high_water_mib()
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        start = time.perf_counter()
+        step = CHUNK if implementation == "hf_chunked" else length
+        for begin in range(0, length, step):
+            out = model(ids[None, begin : begin + step], cache=cache, use_cache=True, logits_to_keep=1)
+        prefill_s = time.perf_counter() - start
+        figures = {"prefill_tokens_per_s": length / prefill_s, "loaded_rss_mib": loaded}
+        if implementation == "hf_chunked":
+            start = time.perf_counter()
+            for _ in range(DECODE_TOKENS):
+                token = out.logits[:, -1].argmax(-1, keepdim=True)
+                out = model(token, cache=cache, use_cache=True)
+            figures["decode_tokens_per_s"] = DECODE_TOKENS / (time.perf_counter() - start)
+    figures["peak_rss_mib"] = rss_high_water_mib()
+    return figures
+
+
+def measure(
+    implementation: str, source: str, length: int, checkpoint: Path, tokens: Path, timeout: float
+) -> Measurement:
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        implementation,
+        str(checkpoint),
+        str(tokens),
+        str(length),
+    ]
+    label = f"{IMPLEMENTATIONS[implementation]:22s} {source:6s} {length:>9,}"
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"{label}: timeout after {timeout:.0f}s", flush=True)
+        return Measurement(implementation, source, length, note=f"timeout >{timeout:.0f}s")
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["?"])[-1][:80]
+        print(f"{label}: failed: {reason}", flush=True)
+        return Measurement(implementation, source, length, note=f"failed: {reason}")
+    result = Measurement(implementation, source, length, **json.loads(done.stdout.strip().splitlines()[-1]))
+    print(
+        f"{label}: {result.prefill_tokens_per_s:8.0f} tok/s, peak {result.peak_rss_mib:7.0f} MiB", flush=True
+    )
+    return result
+
+
+def cell(value: float | None, fmt: str = "{:,.0f}") -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def write_table(results: list[Measurement], path: Path, header: str) -> None:
+    lines = [
+        header,
+        "",
+        "| implementation | tokens | length | prefill tok/s | decode tok/s | peak RSS MiB "
+        "| peak − loaded MiB | state MiB | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        above = None if r.peak_rss_mib is None else r.peak_rss_mib - r.loaded_rss_mib
+        lines.append(
+            f"| {IMPLEMENTATIONS[r.implementation]} | {r.source} | {r.length:,} "
+            f"| {cell(r.prefill_tokens_per_s)} | {cell(r.decode_tokens_per_s, '{:,.1f}')} "
+            f"| {cell(r.peak_rss_mib)} | {cell(above)} "
+            f"| {cell(r.state_mib)} | {r.note} |"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot(results: list[Measurement], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (speed, memory) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for implementation, label in IMPLEMENTATIONS.items():
+        for source, style in (("kjv", "-o"), ("random", "--x")):
+            rows = [r for r in results if r.implementation == implementation and r.source == source]
+            rows = [r for r in rows if r.prefill_tokens_per_s is not None]
+            if not rows:
+                continue
+            lengths = [r.length for r in rows]
+            speed.plot(lengths, [r.prefill_tokens_per_s for r in rows], style, label=f"{label} ({source})")
+            memory.plot(lengths, [r.peak_rss_mib - r.loaded_rss_mib for r in rows], style, label=label)
+    for axis, title in ((speed, "prefill tokens/s"), (memory, "peak RSS above loaded model (MiB)")):
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("document length (tokens)")
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+    speed.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--lengths", default="16384,65536,262144,1048576")
+    parser.add_argument("--ours-max", type=int, default=262144, help="longest document for HybridLM")
+    parser.add_argument("--hf-chunked-max", type=int, default=65536)
+    parser.add_argument("--hf-single-max", type=int, default=16384)
+    parser.add_argument("--random-max", type=int, default=16384, help="longest random-id document")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads per run")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds per measurement")
+    parser.add_argument("--ours-only", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    lengths = [int(n) for n in args.lengths.split(",")]
+    limits = {"ours": args.ours_max, "hf_chunked": args.hf_chunked_max, "hf_single": args.hf_single_max}
+    if args.ours_only:
+        limits = {"ours": args.ours_max}
+    threads = args.threads
+    started = time.time()
+    results: list[Measurement] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint, tokens = prepare(Path(tmp), max(lengths))
+        for length in lengths:
+            for implementation in IMPLEMENTATIONS:
+                for source in ("kjv", "random"):
+                    if source == "random" and length > args.random_max:
+                        continue
+                    if implementation not in limits:
+                        continue
+                    if length > limits[implementation]:
+                        results.append(
+                            Measurement(implementation, source, length, note="skipped (too long here)")
+                        )
+                        continue
+                    results.append(
+                        measure(implementation, source, length, checkpoint, tokens[source], args.timeout)
+                    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"Prefill on {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"{threads} threads, float32, chunk {CHUNK}, "
+        f"decode {DECODE_TOKENS} tokens after the document. Config: "
+        + ", ".join(f"{k}={v}" for k, v in BENCH_CONFIG.items())
+        + f". Total bench time {(time.time() - started) / 60:.1f} min."
+    )
+    write_table(results, args.out / "prefill.md", header)
+    plot(results, args.out / "prefill.png")
+    print((args.out / "prefill.md").read_text())
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        print(json.dumps(worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))))
+    else:
+        main()
