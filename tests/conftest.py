@@ -20,7 +20,9 @@ SAMPLE_PDF = REPO / "docproc" / "samples" / "solar-cooperative-report.pdf"
 POSTGRES_ADMIN_URL = os.environ.get("DOCPROC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("DOCPROC_TEST_REDIS", "redis://127.0.0.1:6379/11")
 # The default model is converted from GGUF once per machine, not once per test.
-MODELS_DIR = Path(os.environ.get("DOCPROC_TEST_MODELS_DIR", Path.home() / ".cache" / "docproc-tests" / "models"))
+MODELS_DIR = Path(
+    os.environ.get("DOCPROC_TEST_MODELS_DIR", Path.home() / ".cache" / "docproc-tests" / "models")
+)
 
 
 def free_port() -> int:
@@ -47,6 +49,18 @@ def clean_redis() -> None:
     redis.Redis.from_url(REDIS_URL).flushdb()
 
 
+@pytest.fixture(scope="session")
+def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model converted once (servers and workers then load it in about a second)."""
+    env = service_env(tmp_path_factory.mktemp("convert"), "sqlite://")
+    code = "from docproc.engine import resolve_model; print(resolve_model('smollm2'))"
+    return Path(
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
+
+
 def service_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCPROC_")}
     env |= {
@@ -66,6 +80,7 @@ class Service:
         self.env = env
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.keys: list[str] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -83,7 +98,7 @@ class Service:
 
     def start_api(self) -> None:
         self._spawn("api", "serve", "--port", str(self.port))
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/healthz").status_code == 200:
@@ -125,7 +140,7 @@ class Service:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, default_model: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'docproc.db'}"
     return request.getfixturevalue("postgres_database")

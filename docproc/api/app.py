@@ -1,10 +1,15 @@
 """The FastAPI application: routes are thin; docproc.service does the work."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docproc.api.routes import documents, jobs
+from docproc.engine import get_tokenizer
 from docproc.service import ServiceError
 from docproc.settings import get_settings
 
@@ -22,23 +27,30 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await _too_large(self.max_bytes)(scope, receive, send)
         received = 0
+        overflow = False
 
         async def counted_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise _BodyTooLarge
-            return message
+            # Past the limit the app sees a disconnected client and stops reading; its answer is dropped.
+            nonlocal received, overflow
+            if not overflow:
+                message = await receive()
+                received += len(message.get("body", b""))
+                overflow = received > self.max_bytes
+                if not overflow:
+                    return message
+            return {"type": "http.disconnect"}
+
+        async def guarded_send(message: Message) -> None:
+            if not overflow:
+                await send(message)
 
         try:
-            await self.app(scope, counted_receive, send)
-        except _BodyTooLarge:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not overflow:
+                raise
+        if overflow:
             await _too_large(self.max_bytes)(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def _too_large(max_bytes: int) -> JSONResponse:
@@ -46,9 +58,17 @@ def _too_large(max_bytes: int) -> JSONResponse:
     return JSONResponse({"detail": {"code": "file_too_large", "message": message}}, status_code=413)
 
 
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    # Uploads count tokens: load the tokenizer (converting the model on first use) before taking requests.
+    await run_in_threadpool(get_tokenizer)
+    yield
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(
+        lifespan=lifespan,
         title="docproc",
         summary="Upload documents, summarize them with a long-context model, poll jobs, read results.",
         version="0.1.0",

@@ -13,6 +13,7 @@ from docproc.settings import get_settings
 
 
 def get_session() -> Iterator[Session]:
+    # Routes that change something commit before they answer: this scope may close after the response is sent.
     with session_scope() as session:
         yield session
 

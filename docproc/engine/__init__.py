@@ -70,6 +70,9 @@ def _converted_gguf(gguf: Path) -> Path:
         tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # The weights are de-quantised already; drop the GGUF marker so that they save as a plain checkpoint.
+        model.hf_quantizer = None
+        del model.config.quantization_config
         model.save_pretrained(tmp)
         try:
             tmp.replace(folder)

@@ -52,4 +52,6 @@ def get_result(job_id: str, session: SessionDep, owner: OwnerDep) -> ResultOut:
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
 def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
-    return JobOut.of(service.cancel_job(session, owner, job_id))
+    job = service.cancel_job(session, owner, job_id)
+    session.commit()
+    return JobOut.of(job)

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CORPUS, SAMPLE_PDF, Service
-from tests.docproc.api.conftest import KEY_A, KEY_B
 
 ENCRYPTED = CORPUS / "005-libreoffice-writer-password" / "libreoffice-writer-password.pdf"
 # Named in the corpus README (from the upstream py-pdf/sample-files README).
@@ -21,7 +20,7 @@ def upload(client, name: str, content: bytes, password: str | None = None):
 
 
 def test_upload_pdf_then_get_list_delete(api: Service) -> None:
-    with api.client(KEY_A) as client:
+    with api.client(api.keys[0]) as client:
         response = upload(client, "report.pdf", SAMPLE_PDF.read_bytes())
         assert response.status_code == 201, response.text
         document = response.json()
@@ -48,7 +47,7 @@ def test_upload_pdf_then_get_list_delete(api: Service) -> None:
 
 
 def test_keys_see_only_their_own(api: Service) -> None:
-    with api.client(KEY_A) as alice, api.client(KEY_B) as bob, api.client() as anonymous:
+    with api.client(api.keys[0]) as alice, api.client(api.keys[1]) as bob, api.client() as anonymous:
         document = upload(alice, "report.pdf", SAMPLE_PDF.read_bytes()).json()
         job = alice.post("/v1/jobs", json={"document_id": document["id"], "task": "summarize"})
         assert job.status_code == 201, job.text
@@ -77,7 +76,8 @@ def _bomb_pdf() -> bytes:
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
         b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
     ]
-    out = io.BytesIO(b"%PDF-1.4\n")
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, 1):
         offsets.append(out.tell())
@@ -98,7 +98,12 @@ BAD_INPUTS = {
     "empty": ("empty.txt", lambda _: b"", 422, "empty_file"),
     "png named pdf": ("photo.pdf", lambda _: b"\x89PNG\r\n\x1a\n" + b"\0" * 64, 415, "unsupported_type"),
     "zip": ("archive.txt", lambda _: b"PK\x03\x04" + b"\0" * 64, 415, "unsupported_type"),
-    "truncated pdf": ("half.pdf", lambda _: SAMPLE_PDF.read_bytes()[: len(SAMPLE_PDF.read_bytes()) // 2], 422, None),
+    "truncated pdf": (
+        "half.pdf",
+        lambda _: SAMPLE_PDF.read_bytes()[: len(SAMPLE_PDF.read_bytes()) // 2],
+        422,
+        None,
+    ),
     "garbage after magic": ("bad.pdf", lambda _: b"%PDF-1.7\n" + bytes(range(256)) * 40, 422, None),
     "decompression bomb": ("bomb.pdf", lambda _: _bomb_pdf(), 422, None),
     "gzip bomb": ("bomb.txt", lambda _: gzip.compress(b"\0" * (50 * 1024 * 1024)), 415, "unsupported_type"),
@@ -109,7 +114,7 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
 def test_bad_uploads_get_clear_errors(api: Service, tmp_path: Path, case: str) -> None:
     name, make, status, code = BAD_INPUTS[case]
-    with api.client(KEY_A) as client:
+    with api.client(api.keys[0]) as client:
         response = upload(client, name, make(tmp_path))
         assert response.status_code == status, response.text
         detail = response.json()["detail"]
@@ -122,7 +127,7 @@ def test_bad_uploads_get_clear_errors(api: Service, tmp_path: Path, case: str) -
 
 
 def test_encrypted_pdf_needs_the_right_password(api: Service) -> None:
-    with api.client(KEY_A) as client:
+    with api.client(api.keys[0]) as client:
         missing = upload(client, "secret.pdf", ENCRYPTED.read_bytes())
         assert missing.status_code == 422 and missing.json()["detail"]["code"] == "password_required"
         wrong = upload(client, "secret.pdf", ENCRYPTED.read_bytes(), password="not-it")
@@ -134,12 +139,12 @@ def test_encrypted_pdf_needs_the_right_password(api: Service) -> None:
 
 def test_oversize_upload_is_refused_while_streaming(api: Service) -> None:
     big = b"word " * (3 * 1024 * 1024 // 5)
-    with api.client(KEY_A) as client:
+    with api.client(api.keys[0]) as client:
         declared = upload(client, "big.txt", big)
         assert declared.status_code == 413 and declared.json()["detail"]["code"] == "file_too_large"
 
         def chunks():  # no Content-Length: the limit must still hold
-            body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n\r\n"
+            body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n\r\n'
             yield body
             for _ in range(48):
                 yield b"x" * 65536
@@ -153,7 +158,7 @@ def test_oversize_upload_is_refused_while_streaming(api: Service) -> None:
 
 
 def test_job_options_are_validated(api: Service) -> None:
-    with api.client(KEY_A) as client:
+    with api.client(api.keys[0]) as client:
         document = upload(client, "notes.txt", b"Some notes to summarize later on.").json()
         assert client.post("/v1/jobs", json={"document_id": "doc_missing"}).status_code == 404
         bad = client.post("/v1/jobs", json={"document_id": document["id"], "options": {"max_words": 0}})

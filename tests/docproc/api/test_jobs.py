@@ -22,7 +22,9 @@ def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
 
 def test_summary_of_a_pdf(service: Service) -> None:
     with service.client() as client:
-        document = client.post("/v1/documents", files={"file": ("report.pdf", SAMPLE_PDF.read_bytes())}).json()
+        document = client.post(
+            "/v1/documents", files={"file": ("report.pdf", SAMPLE_PDF.read_bytes())}
+        ).json()
         job = client.post("/v1/jobs", json={"document_id": document["id"], "options": {"max_words": 60}})
         assert job.status_code == 201 and job.json()["status"] == "queued"
         done = service.wait_job(client, job.json()["id"], {"succeeded", "failed"})
