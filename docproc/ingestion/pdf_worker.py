@@ -46,7 +46,12 @@ MIN_PAGES_PER_WORKER = 24
 # Readers look for the end-of-file marker in the last 1024 bytes.
 EOF_MARKER_WINDOW = 1024
 
-_STREAM_START = re.compile(rb"(?<!end)stream(?:\r\n|\n|\r)")
+# "stream" plus its end of line starts a stream's data ("endstream" ends one); a literal start keeps the
+# search fast.
+_STREAM_START = re.compile(rb"stream(?:\r\n|\n|\r)")
+# A stream's dictionary is what lies between its "obj" keyword and "stream"; this far back is plenty.
+_DICTIONARY_LOOKBACK = 2048
+_IMAGE_DICTIONARY = re.compile(rb"/Subtype\s*/Image\b")
 _INFLATE_INPUT_CHUNK = 64 << 10
 _INFLATE_OUTPUT_CHUNK = 1 << 20
 _RIGHT_TO_LEFT = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
@@ -125,13 +130,16 @@ def check_structure(data: bytes) -> None:
         )
     view = memoryview(data)
     # A byte-level look at every stream that starts like zlib data; a parser is no use here, since the point
-    # is to look before one inflates anything. Streams this cannot inflate (other filters, encryption) pass.
+    # is to look before one inflates anything. Streams this cannot inflate (other filters, encryption) pass,
+    # and so do images: text extraction never decodes their pixels, and inflating them would cost more than
+    # the extraction itself. A bomb slipping through still meets the memory limit.
     for match in _STREAM_START.finditer(data):
+        header = data[max(0, match.start() - _DICTIONARY_LOOKBACK) : match.start()]
+        if header.endswith(b"end") or _IMAGE_DICTIONARY.search(header[header.rfind(b"obj") :]):
+            continue
         inflated, consumed = _inflated_size(view[match.end() :])
-        is_huge = inflated > MAX_INFLATED_STREAM_BYTES
-        if is_huge or (
-            inflated > SUSPICIOUS_INFLATED_STREAM_BYTES and inflated > MAX_INFLATE_RATIO * consumed
-        ):
+        suspicious = inflated > SUSPICIOUS_INFLATED_STREAM_BYTES and inflated > MAX_INFLATE_RATIO * consumed
+        if suspicious or inflated > MAX_INFLATED_STREAM_BYTES:
             raise DecompressionBombError(
                 f"The PDF holds a stream of {consumed:,} bytes that inflates to over {inflated:,} bytes "
                 "(a decompression bomb); it was not processed."

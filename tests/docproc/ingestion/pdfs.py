@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from pypdf import PdfWriter
-from pypdf.generic import ArrayObject, DictionaryObject, NameObject, StreamObject
+from pypdf.generic import ArrayObject, DictionaryObject, NameObject, NumberObject, StreamObject
 
 CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "pdf"
 CORPUS_PASSWORD = "openpassword"  # corpus README: the LibreOffice test file's password
@@ -37,9 +37,16 @@ def zlib_stream(data_chunks: list[bytes] | bytes, repeat: int = 1) -> bytes:
     )
 
 
-def write_pdf(path: Path, compressed_content: bytes, *, pages: int = 1, content_repeats: int = 1) -> Path:
+def write_pdf(
+    path: Path,
+    compressed_content: bytes,
+    *,
+    pages: int = 1,
+    content_repeats: int = 1,
+    white_image_size: tuple[int, int] | None = None,
+) -> Path:
     """A PDF of `pages` pages, each drawing the same FlateDecode content stream `content_repeats` times,
-    with Helvetica as /F1."""
+    with Helvetica as /F1 and, given its (width, height), a white RGB FlateDecode image as /Im1."""
     writer = PdfWriter()
     font = DictionaryObject(
         {
@@ -51,6 +58,22 @@ def write_pdf(path: Path, compressed_content: bytes, *, pages: int = 1, content_
     resources = DictionaryObject(
         {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})}
     )
+    if white_image_size is not None:
+        width, height = white_image_size
+        image = StreamObject()
+        image.set_data(zlib_stream(b"\xff" * (3 * width), repeat=height))
+        image.update(
+            {
+                NameObject("/Type"): NameObject("/XObject"),
+                NameObject("/Subtype"): NameObject("/Image"),
+                NameObject("/Width"): NumberObject(width),
+                NameObject("/Height"): NumberObject(height),
+                NameObject("/ColorSpace"): NameObject("/DeviceRGB"),
+                NameObject("/BitsPerComponent"): NumberObject(8),
+                NameObject("/Filter"): NameObject("/FlateDecode"),
+            }
+        )
+        resources[NameObject("/XObject")] = DictionaryObject({NameObject("/Im1"): writer._add_object(image)})
     stream = StreamObject()
     stream.set_data(compressed_content)
     stream[NameObject("/Filter")] = NameObject("/FlateDecode")

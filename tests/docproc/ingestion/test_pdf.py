@@ -199,6 +199,13 @@ def test_decompression_bomb_is_refused_before_parsing(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
 
 
+def test_big_flat_image_is_not_a_bomb(tmp_path: Path) -> None:
+    # A white 6000x3000 page scan inflates 1000:1 to 54 MB, like a bomb, but nothing decodes its pixels.
+    content = zlib_stream(b"q 612 0 0 792 0 0 cm /Im1 Do Q\n" + text_operators("Scanned, with a text layer"))
+    path = write_pdf(tmp_path / "scan.pdf", content, white_image_size=(6000, 3000))
+    assert extract(path).text == "Scanned, with a text layer"
+
+
 def test_parser_running_out_of_memory_is_an_error_not_a_crash(tmp_path: Path) -> None:
     # Each stream inflates to 30 MiB, under the pre-scan's limits, but the page draws it until pdfium's
     # concatenated content passes the child's memory limit.
