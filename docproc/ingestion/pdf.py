@@ -106,13 +106,15 @@ class _Children:
         receiver, sender = _CONTEXT.Pipe(duplex=False)
         # Past its deadline the parent kills a child; the CPU-time limit stops it even if the parent is gone.
         cpu_seconds = math.ceil(self.timeout_s) + 1
-        with _plain_start():
-            process = _CONTEXT.Process(
-                target=pdf_worker.child_main, args=(sender, cpu_seconds, job, *args), daemon=True
-            )
-            process.start()
+        try:
+            with _plain_start():
+                process = _CONTEXT.Process(
+                    target=pdf_worker.child_main, args=(sender, cpu_seconds, job, *args), daemon=True
+                )
+                process.start()
+        finally:
+            sender.close()  # the child holds the only sending end now: its death reads as end-of-file here
         self.processes.append(process)
-        sender.close()  # the child holds the only sending end now, so its death reads as end-of-file here
         self.running[receiver] = process
 
     def messages(self) -> Iterator[tuple[Any, ...]]:
