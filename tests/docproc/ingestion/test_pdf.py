@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import billiard
@@ -144,6 +145,12 @@ def test_pages_keep_their_order_and_numbers_across_workers(tmp_path: Path) -> No
     assert [page.text for page in document.pages] == [page.text for page in original.pages] * copies
 
 
+def test_pdf_after_leading_junk_is_read(tmp_path: Path) -> None:
+    original = extract(corpus_file(FOUR_PAGES))
+    (tmp_path / "mail.pdf").write_bytes(b"X-Mailer: junk\r\n" * 20 + corpus_file(FOUR_PAGES).read_bytes())
+    assert extract(tmp_path / "mail.pdf") == original
+
+
 def test_truncated_pdf(tmp_path: Path) -> None:
     data = corpus_file(FOUR_PAGES).read_bytes()
     (tmp_path / "half.pdf").write_bytes(data[: len(data) // 2])
@@ -240,6 +247,24 @@ def test_slow_parse_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     assert raised.value.code == "extraction_timeout"
     assert time.monotonic() - started < 3
     assert _forkserver_children() == []
+
+
+def test_concurrent_calls_from_threads() -> None:
+    paths = [
+        corpus_file(FOUR_PAGES),
+        corpus_file("001-trivial/minimal-document.pdf"),
+        corpus_file(ENCRYPTED),
+    ] * 4
+
+    def outcome(path: Path) -> object:
+        try:
+            return extract(path)
+        except IngestionError as error:
+            return error.code
+
+    expected = [outcome(path) for path in paths]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert list(pool.map(outcome, paths)) == expected
 
 
 def _page_count(path: Path) -> int:
