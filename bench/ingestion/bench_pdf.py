@@ -1,4 +1,5 @@
-"""PDF text extraction speed and text agreement: pypdf alone vs docproc.ingestion.extract.
+"""PDF text extraction speed and text agreement: pypdf alone vs docproc.ingestion.extract, with bare
+pypdfium2 in-process (no isolation, checks or second opinion) for reference: the speed limit.
 
 Two document sets: the shared corpus of real PDFs (every unencrypted file pypdf can open, repeated), and one
 large born-digital PDF built by concatenating the corpus's text PDFs. Agreement with pypdf's text (both
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pypdf
+import pypdfium2 as pdfium
 
 from docproc.ingestion import IngestionError, extract
 from docproc.ingestion.normalize import normalize_text
@@ -61,6 +63,14 @@ class Run:
 
 def pypdf_pages(path: Path) -> PageTexts:
     return [normalize_text(page.extract_text(), from_pdf=True) for page in pypdf.PdfReader(path).pages]
+
+
+def pdfium_pages(path: Path) -> PageTexts:
+    document = pdfium.PdfDocument(path)
+    return [
+        normalize_text(document[index].get_textpage().get_text_range(), from_pdf=True)
+        for index in range(len(document))
+    ]
 
 
 def ours(workers: int | None) -> Callable[[Path], PageTexts]:
@@ -158,6 +168,8 @@ def main() -> None:
             (f"corpus ({len(corpus_paths)} files) x{args.repeat}", corpus_paths, corpus_pages, args.repeat),
             ("large born-digital PDF", [large], [len(pypdf.PdfReader(large).pages)], 1),
         ]
+        load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+        print(f"{cpus} CPUs, load average {load} (other work on the machine slows every row alike)")
         print(HEADER)
         for label, paths, page_counts, repeat in document_sets:
             reference = None
