@@ -156,6 +156,7 @@ def main() -> None:
     cpus = len(os.sched_getaffinity(0))
     extractors = [
         ("pypdf", pypdf_pages),
+        ("pypdfium2 in-process", pdfium_pages),
         ("extract 1 worker", ours(1)),
         (f"extract {cpus} workers", ours(None)),
     ]
