@@ -149,7 +149,13 @@ def worker(implementation: str, checkpoint: str, tokens: str, length: int, threa
 
 
 def measure(
-    implementation: str, source: str, length: int, checkpoint: Path, tokens: Path, timeout: float
+    implementation: str,
+    source: str,
+    length: int,
+    checkpoint: Path,
+    tokens: Path,
+    timeout: float,
+    threads: int,
 ) -> Measurement:
     command = [
         sys.executable,
@@ -160,6 +166,7 @@ def measure(
         str(tokens),
         str(length),
     ]
+    command.append(str(threads))
     label = f"{IMPLEMENTATIONS[implementation]:22s} {source:6s} {length:>9,}"
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -215,7 +222,8 @@ def plot(results: list[Measurement], path: Path) -> None:
                 continue
             lengths = [r.length for r in rows]
             speed.plot(lengths, [r.prefill_tokens_per_s for r in rows], style, label=f"{label} ({source})")
-            memory.plot(lengths, [r.peak_rss_mib - r.loaded_rss_mib for r in rows], style, label=label)
+            above = [max(r.peak_rss_mib - r.loaded_rss_mib, 1.0) for r in rows]  # log axis: keep it positive
+            memory.plot(lengths, above, style, label=label)
     for axis, title in ((speed, "prefill tokens/s"), (memory, "peak RSS above loaded model (MiB)")):
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
@@ -263,7 +271,9 @@ def main() -> None:
                         )
                         continue
                     results.append(
-                        measure(implementation, source, length, checkpoint, tokens[source], args.timeout)
+                        measure(
+                            implementation, source, length, checkpoint, tokens[source], args.timeout, threads
+                        )
                     )
     args.out.mkdir(parents=True, exist_ok=True)
     header = (
