@@ -204,6 +204,24 @@ def write_table(results: list[Measurement], path: Path, header: str) -> None:
             f"| {cell(r.peak_rss_mib)} | {cell(above)} "
             f"| {cell(r.state_mib)} | {r.note} |"
         )
+    lines.append("")
+    for ours in (r for r in results if r.implementation == "ours" and r.prefill_tokens_per_s):
+        baseline = next(
+            (
+                r
+                for r in results
+                if r.implementation == "hf_chunked" and (r.source, r.length) == (ours.source, ours.length)
+            ),
+            None,
+        )
+        if baseline is not None and baseline.prefill_tokens_per_s:
+            speedup = ours.prefill_tokens_per_s / baseline.prefill_tokens_per_s
+            lines.append(
+                f"- {ours.length:,} tokens ({ours.source}): HybridLM prefill {speedup:.2f}x "
+                f"transformers chunked; "
+                f"working memory {ours.peak_rss_mib - ours.loaded_rss_mib:,.0f} MiB vs "
+                f"{baseline.peak_rss_mib - baseline.loaded_rss_mib:,.0f} MiB."
+            )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -267,7 +285,12 @@ def main() -> None:
                         continue
                     if length > limits[implementation]:
                         results.append(
-                            Measurement(implementation, source, length, note="skipped (too long here)")
+                            Measurement(
+                                implementation,
+                                source,
+                                length,
+                                note="not run: over the time budget of this CPU (see --*-max)",
+                            )
                         )
                         continue
                     results.append(
