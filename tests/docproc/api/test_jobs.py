@@ -1,5 +1,6 @@
 """Jobs end to end: HTTP API, a real worker process on Redis, the real default model, SQLite and PostgreSQL."""
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +12,11 @@ LONG_TEXT = Path("/usr/share/common-licenses/GPL-3")
 
 
 @pytest.fixture
-def service(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    """API and one worker; small chunks so that a document takes several of them."""
-    running = Service(service_env(tmp_path / "data", database_url, DOCPROC_CHUNK_TOKENS="256"), tmp_path)
+def service(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
+    """API and one worker (with the chunk size a test's `chunk_tokens` marker asks for)."""
+    marker = request.node.get_closest_marker("chunk_tokens")
+    chunk_tokens = str(marker.args[0]) if marker else "1536"
+    running = Service(service_env(tmp_path / "data", database_url, DOCPROC_CHUNK_TOKENS=chunk_tokens), tmp_path)
     running.start_api()
     running.start_worker()
     yield running
@@ -42,6 +45,7 @@ def test_summary_of_a_pdf(service: Service) -> None:
         assert any(term in words for term in ("solar", "cooperative", "battery", "energy")), words
 
 
+@pytest.mark.chunk_tokens(256)  # so that the document takes many chunks
 def test_cancel_a_queued_and_a_running_job(service: Service) -> None:
     with service.client() as client:
         document = client.post("/v1/documents", files={"file": ("gpl.txt", LONG_TEXT.read_bytes())}).json()
@@ -51,7 +55,10 @@ def test_cancel_a_queued_and_a_running_job(service: Service) -> None:
         cancelled = client.post(f"/v1/jobs/{queued['id']}/cancel").json()
         assert cancelled["status"] == "cancelled"
 
-        service.wait_job(client, running["id"], {"running"})
+        deadline = time.monotonic() + 300
+        while client.get(f"/v1/jobs/{running['id']}").json()["progress"]["tokens_done"] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
         assert client.post(f"/v1/jobs/{running['id']}/cancel").json()["status"] == "running"
         stopped = service.wait_job(client, running["id"], {"cancelled", "succeeded", "failed"}, timeout=120)
         assert stopped["status"] == "cancelled"
