@@ -19,7 +19,7 @@ from docproc.db import session_scope
 from docproc.engine import Engine
 from docproc.ingestion import Page
 from docproc.models import DocumentPage, Job, JobStatus, Result, utcnow
-from docproc.pipeline import Checkpoint, ProgressReporter, SummarizeOptions, summarize
+from docproc.pipeline import ProgressReporter, SummarizeOptions, Workspace, summarize
 from docproc.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -126,32 +126,46 @@ class JobRun(ProgressReporter):
                 session.merge(result)
 
 
+def job_workspace(job_id: str, document_id: str) -> Workspace:
+    state_dir = get_settings().state_dir
+    return Workspace(state_dir / "jobs" / job_id, state_dir / "documents" / document_id)
+
+
+def _load_job(job_id: str) -> tuple[SummarizeOptions, Workspace, list[Page]]:
+    with session_scope() as session:
+        job = session.get_one(Job, job_id)
+        rows = session.scalars(
+            select(DocumentPage)
+            .where(DocumentPage.document_id == job.document_id)
+            .order_by(DocumentPage.number)
+        )
+        pages = [Page(row.number, row.text) for row in rows]
+        return SummarizeOptions.model_validate(job.options), job_workspace(job.id, job.document_id), pages
+
+
 def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
     """Run a job to its end, unless it is finished, cancelled or held by a live worker."""
     settings = get_settings()
     if not claim(job_id, settings.job_lease_s):
         log.info("job %s not claimed (finished, cancelled or running elsewhere)", job_id)
         return
-    checkpoint = Checkpoint(settings.state_dir / "jobs" / f"{job_id}.json")
     with JobRun(job_id, settings.job_lease_s) as run:
         try:
-            with session_scope() as session:
-                job = session.get_one(Job, job_id)
-                options = SummarizeOptions.model_validate(job.options)
-                pages = [
-                    Page(row.number, row.text)
-                    for row in session.scalars(
-                        select(DocumentPage)
-                        .where(DocumentPage.document_id == job.document_id)
-                        .order_by(DocumentPage.number)
-                    )
-                ]
+            options, workspace, pages = _load_job(job_id)
             engine = engine_factory()
-            summary = summarize(engine, pages, options, run, checkpoint, settings.chunk_tokens)
+            summary = summarize(
+                engine,
+                pages,
+                options,
+                run,
+                workspace,
+                settings.chunk_tokens,
+                settings.checkpoint_every_tokens,
+            )
         except JobStopped as stopped:
             if stopped.status is JobStatus.cancelled:
                 run.finish(JobStatus.cancelled)
-                checkpoint.clear()
+                workspace.clear_job()
             return
         except Exception as exc:  # a job's failure must never take the worker down
             log.exception("job %s failed", job_id)
@@ -168,7 +182,7 @@ def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
                 source_pages=summary.source_pages,
             ),
         )
-        checkpoint.clear()
+        workspace.clear_job()
 
 
 def release_expired_leases() -> list[str]:

@@ -1,19 +1,32 @@
 """Summarize a document with an engine, reporting progress chunk by chunk.
 
-A document that fits in the model's context is summarized in one pass; a longer one hierarchically: each chunk
-gets a partial summary labelled with its pages, then the partial summaries are summarized together (again in
-groups if they do not fit). Partial summaries are checkpointed, so a job taken over after a crash resumes.
+Two ways, by engine:
+- streaming (the Qwen3-Next hybrid): the whole document is read in one pass into the model's fixed-size
+  linear-attention state plus KV cache, saved every N tokens so a crashed job resumes where it stopped; the
+  fully read state is kept, so another task on the same document skips the read.
+- hierarchical (any other model): a document that fits in the context is summarized in one pass; a longer one
+  chunk by chunk (partial summaries labelled with their pages, checkpointed), then the partial summaries
+  together (in groups while they do not fit).
 """
 
 import json
+import logging
+import shutil
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from docproc.engine import Chunk, Engine, Generation, Sampling
+from docproc.engine import Chunk, Engine, Generation
 from docproc.ingestion import Page
+from model.sampling import Sampling
+
+if TYPE_CHECKING:
+    from docproc.engine.hybrid import HybridEngine
+
+log = logging.getLogger(__name__)
 
 # Tokens kept free in the context for the instructions and the answer.
 PROMPT_RESERVE_TOKENS = 768
@@ -28,10 +41,17 @@ class SummarizeOptions(BaseModel):
 
     max_words: int = Field(150, ge=10, le=2000)
     instructions: str | None = Field(None, max_length=2000)
+    # Sampling; unset fields take the engine's preset (Qwen Instruct/Thinking presets, greedy for others).
     temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0)
     seed: int = 0
-    # Only for tests and load runs: read at most this many tokens of the document.
+    # Read at most this many tokens of the document (cheap runs, load tests).
     max_input_tokens: int | None = Field(None, ge=1)
+
+    def sampling(self, preset: Sampling) -> Sampling:
+        chosen = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+        return replace(preset, seed=self.seed, **{k: v for k, v in chosen.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -51,29 +71,39 @@ class ProgressReporter:
     def advanced(self, tokens_done: int) -> None: ...
 
 
-class Checkpoint:
-    """Partial summaries saved as JSON, so another worker can take over a job where it stopped."""
+@dataclass(frozen=True)
+class Workspace:
+    """Files that let a job resume after a crash, and a fully read document's states for reuse."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    job_dir: Path
+    document_dir: Path
 
-    def load(self) -> list[dict[str, object]]:
-        return json.loads(self.path.read_text()) if self.path.exists() else []
+    @property
+    def partial_summaries(self) -> Path:
+        return self.job_dir / "partials.json"
 
-    def save(self, partials: list[dict[str, object]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(partials))
-        tmp.replace(self.path)
+    @property
+    def read_state(self) -> Path:
+        return self.job_dir / "state.safetensors"
 
-    def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
+    def document_state(self, fingerprint: str) -> Path:
+        return self.document_dir / f"{fingerprint}.safetensors"
+
+    def clear_job(self) -> None:
+        shutil.rmtree(self.job_dir, ignore_errors=True)
 
 
-def page_ranges(chunks: Sequence[tuple[int, int]]) -> list[list[int]]:
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def page_ranges(spans: Sequence[tuple[int, int]]) -> list[list[int]]:
     """Merge (first, last) page spans into sorted, non-overlapping ranges."""
     merged: list[list[int]] = []
-    for first, last in sorted(chunks):
+    for first, last in sorted(spans):
         if merged and first <= merged[-1][1] + 1:
             merged[-1][1] = max(merged[-1][1], last)
         else:
@@ -90,16 +120,80 @@ def summarize(
     pages: Sequence[Page],
     options: SummarizeOptions,
     progress: ProgressReporter,
-    checkpoint: Checkpoint,
+    workspace: Workspace,
+    chunk_tokens: int,
+    checkpoint_every_tokens: int,
+) -> Summary:
+    if getattr(engine, "streams_documents", False):
+        return _summarize_streaming(
+            engine, pages, options, progress, workspace, chunk_tokens, checkpoint_every_tokens
+        )
+    return _summarize_hierarchically(engine, pages, options, progress, workspace, chunk_tokens)
+
+
+def _instruction(options: SummarizeOptions) -> str:
+    extra = f" {options.instructions.strip()}" if options.instructions else ""
+    return f"Summarize the document above in at most {options.max_words} words.{extra}"
+
+
+def _summarize_streaming(
+    engine: "HybridEngine",
+    pages: Sequence[Page],
+    options: SummarizeOptions,
+    progress: ProgressReporter,
+    workspace: Workspace,
+    chunk_tokens: int,
+    checkpoint_every_tokens: int,
+) -> Summary:
+    # Page markers let the model (and the reader) tie statements to pages.
+    document = "\n\n".join(f"[Page {page.number}]\n{page.text}" for page in pages)
+    ids, suffix = engine.document_prompt(SYSTEM_PROMPT, document, _instruction(options))
+    if options.max_input_tokens is not None:
+        ids = ids[: options.max_input_tokens]
+    progress.started(len(ids))
+    # A fully read state is only reusable when the whole document was read.
+    full_state = workspace.document_state(engine.fingerprint) if options.max_input_tokens is None else None
+    if full_state is not None and full_state.exists():
+        state = engine.load_state(full_state)
+    else:
+        state = (
+            engine.load_state(workspace.read_state) if workspace.read_state.exists() else engine.new_state()
+        )
+        saved_at = state.position
+
+        def after_chunk(position: int) -> None:
+            nonlocal saved_at
+            progress.advanced(position)
+            if position - saved_at >= checkpoint_every_tokens and position < len(ids):
+                _atomic_write(workspace.read_state, state.save)
+                saved_at = position
+
+        engine.read(ids, state, chunk_tokens, after_chunk)
+        if full_state is not None:
+            _atomic_write(full_state, state.save)
+    progress.advanced(len(ids))
+    max_new_tokens = int(options.max_words * 1.6) + 16
+    answer = engine.answer(state, suffix, max_new_tokens, options.sampling(engine.default_sampling))
+    source_pages = page_ranges([(page.number, page.number) for page in pages])
+    text = f"{answer.text}\n\n(Drawn from pages {format_pages(source_pages)}.)"
+    return Summary(text, answer.thinking, answer.input_tokens, answer.output_tokens, source_pages)
+
+
+def _summarize_hierarchically(
+    engine: Engine,
+    pages: Sequence[Page],
+    options: SummarizeOptions,
+    progress: ProgressReporter,
+    workspace: Workspace,
     chunk_tokens: int,
 ) -> Summary:
     budget = max(
         256, min(chunk_tokens, engine.context_tokens - PROMPT_RESERVE_TOKENS - options.max_words * 2)
     )
-    chunks = list(_limited(engine.chunks(pages, budget), options.max_input_tokens))
+    chunks = _limited(engine.chunks(pages, budget), options.max_input_tokens)
     tokens_total = sum(chunk.tokens for chunk in chunks)
     progress.started(tokens_total)
-    sampling = Sampling(temperature=options.temperature or 0.0, repetition_penalty=1.15, seed=options.seed)
+    sampling = options.sampling(engine.default_sampling)
     usage = [0, 0]
 
     def generate(prompt: str, max_words: int) -> Generation:
@@ -115,10 +209,9 @@ def summarize(
         final = generate(_final_prompt(text, options), options.max_words)
         progress.advanced(tokens_total)
     else:
-        partials = _partial_summaries(chunks, checkpoint, progress, generate)
-        final = generate(
-            _final_prompt(_combine(partials, engine, budget, generate), options), options.max_words
-        )
+        partials = _partial_summaries(chunks, workspace.partial_summaries, progress, generate)
+        notes = _combine(partials, engine, budget, generate)
+        final = generate(_final_prompt(notes, options), options.max_words)
     summary = f"{final.text}\n\n(Drawn from pages {format_pages(source_pages)}.)"
     return Summary(summary, final.thinking, usage[0], usage[1], source_pages)
 
@@ -136,11 +229,11 @@ def _limited(chunks: Iterable[Chunk], max_tokens: int | None) -> list[Chunk]:
 
 def _partial_summaries(
     chunks: list[Chunk],
-    checkpoint: Checkpoint,
+    saved: Path,
     progress: ProgressReporter,
     generate: Callable[[str, int], Generation],
 ) -> list[dict[str, object]]:
-    partials = checkpoint.load()[: len(chunks)]
+    partials = json.loads(saved.read_text())[: len(chunks)] if saved.exists() else []
     tokens_done = sum(chunk.tokens for chunk in chunks[: len(partials)])
     progress.advanced(tokens_done)
     for chunk in chunks[len(partials) :]:
@@ -150,7 +243,7 @@ def _partial_summaries(
         )
         summary = generate(prompt, PARTIAL_SUMMARY_WORDS).text
         partials.append({"first_page": chunk.first_page, "last_page": chunk.last_page, "summary": summary})
-        checkpoint.save(partials)
+        _atomic_write(saved, lambda path: path.write_text(json.dumps(partials)))
         tokens_done += chunk.tokens
         progress.advanced(tokens_done)
     return partials

@@ -1,5 +1,6 @@
 """Operations on documents and jobs, shared by the REST API and the CLI. Errors carry a code and a reason."""
 
+import shutil
 from pathlib import Path
 from typing import BinaryIO
 
@@ -93,7 +94,7 @@ def list_documents(
 
 
 def delete_document(session: Session, owner: str | None, document_id: str) -> None:
-    """Delete a document with its jobs and results; running jobs are asked to stop first."""
+    """Delete a document with its jobs, results and saved model states; refused while a job runs on it."""
     document = get_document(session, owner, document_id)
     running = session.scalar(
         select(func.count())
@@ -105,6 +106,7 @@ def delete_document(session: Session, owner: str | None, document_id: str) -> No
     session.delete(document)
     session.flush()
     _drop_blob_if_unused(session, document.sha256)
+    shutil.rmtree(get_settings().state_dir / "documents" / document_id, ignore_errors=True)
 
 
 def create_job(session: Session, owner: str | None, document_id: str, task: str, options: dict) -> Job:

@@ -81,11 +81,13 @@ class Service:
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen[bytes]] = []
         self.keys: list[str] = []
+        self.log_paths: dict[int, Path] = {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}-{len(self.processes)}.log").open("wb")
+        log_path = self.log_dir / f"{name}-{len(self.processes)}.log"
+        log = log_path.open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "docproc.cli", *args],
             env=self.env,
@@ -94,7 +96,11 @@ class Service:
             start_new_session=True,  # so that a kill takes the worker's pool children too
         )
         self.processes.append(process)
+        self.log_paths[process.pid] = log_path
         return process
+
+    def log_of(self, process: subprocess.Popen[bytes]) -> str:
+        return self.log_paths[process.pid].read_text(errors="replace")
 
     def start_api(self) -> None:
         self._spawn("api", "serve", "--port", str(self.port))

@@ -7,30 +7,13 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from docproc.engine.base import (
-    INSTRUCT_SAMPLING,
-    THINKING_SAMPLING,
-    Chunk,
-    Engine,
-    Generation,
-    Sampling,
-    split_thinking,
-)
+from docproc.engine.base import Chunk, Engine, Generation
 from docproc.settings import EMBEDDED_MODEL, get_settings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = [
-    "INSTRUCT_SAMPLING",
-    "THINKING_SAMPLING",
-    "Chunk",
-    "Engine",
-    "Generation",
-    "Sampling",
-    "get_engine",
-    "split_thinking",
-]
+__all__ = ["Chunk", "Engine", "Generation", "get_engine", "get_tokenizer"]
 
 
 class ModelNotFound(RuntimeError):

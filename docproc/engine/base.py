@@ -5,24 +5,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from docproc.ingestion import Page
-
-THINK_END = "</think>"
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Decoding settings; temperature 0 means greedy."""
-
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    seed: int = 0
-
-
-# Qwen3's recommended presets.
-INSTRUCT_SAMPLING = Sampling(temperature=0.7, top_p=0.8, top_k=20)
-THINKING_SAMPLING = Sampling(temperature=0.6, top_p=0.95, top_k=20)
+from model.sampling import Sampling
 
 
 @dataclass(frozen=True)
@@ -41,14 +24,6 @@ class Chunk:
     tokens: int
 
 
-def split_thinking(text: str) -> tuple[str | None, str]:
-    """Split a thinking model's output at ``</think>`` into (thinking, answer)."""
-    if THINK_END not in text:
-        return None, text.strip()
-    thinking, answer = text.split(THINK_END, 1)
-    return thinking.replace("<think>", "").strip(), answer.strip()
-
-
 class Engine(ABC):
     """A loaded model. Implementations: transformers (local), hybrid (model/), remote (OpenAI-compatible)."""
 
@@ -56,6 +31,8 @@ class Engine(ABC):
     name: str
     #: Prompt plus output must fit in this many tokens.
     context_tokens: int
+    #: Sampling when a job sets none (Qwen presets for Qwen models).
+    default_sampling: Sampling
 
     @abstractmethod
     def encode(self, text: str) -> list[int]: ...

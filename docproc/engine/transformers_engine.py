@@ -6,7 +6,12 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from docproc.engine.base import Engine, Generation, Sampling, split_thinking
+from docproc.engine.base import Engine, Generation
+from model.chat import split_thinking
+from model.sampling import GREEDY, Sampling
+
+# Small models loop without it.
+REPETITION_PENALTY = 1.15
 
 
 class TransformersEngine(Engine):
@@ -14,6 +19,7 @@ class TransformersEngine(Engine):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
         self.name = name
+        self.default_sampling = GREEDY
         self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self.device = device
 
@@ -27,11 +33,11 @@ class TransformersEngine(Engine):
     def generate(
         self, messages: list[dict[str, str]], *, max_new_tokens: int, sampling: Sampling | None = None
     ) -> Generation:
-        sampling = sampling or Sampling()
+        sampling = sampling or self.default_sampling
         prompt = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         ).to(self.device)
-        torch.manual_seed(sampling.seed)
+        torch.manual_seed(sampling.seed or 0)
         greedy = sampling.temperature == 0
         output = self.model.generate(
             **prompt,
@@ -40,9 +46,9 @@ class TransformersEngine(Engine):
             temperature=None if greedy else sampling.temperature,
             top_p=None if greedy else sampling.top_p,
             top_k=None if greedy else sampling.top_k or None,
-            repetition_penalty=sampling.repetition_penalty,
+            repetition_penalty=REPETITION_PENALTY,
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
         )
         new_ids = output[0, prompt["input_ids"].shape[1] :]
         thinking, answer = split_thinking(self.tokenizer.decode(new_ids, skip_special_tokens=True))
-        return Generation(answer, thinking, int(prompt["input_ids"].shape[1]), int(new_ids.shape[0]))
+        return Generation(answer, thinking or None, int(prompt["input_ids"].shape[1]), int(new_ids.shape[0]))

@@ -1,8 +1,10 @@
 """A worker killed mid-job leaves the job to another worker, which resumes from the job's checkpoint."""
 
+import re
 import time
 from pathlib import Path
 
+from model.testing import local_training_text, make_random_checkpoint
 from tests.conftest import Service, service_env
 
 LONG_TEXT = Path("/usr/share/common-licenses/GPL-3")
@@ -39,3 +41,56 @@ def test_killed_worker_job_is_finished_by_another(database_url: str, tmp_path: P
             assert not checkpoint.exists()
     finally:
         service.stop()
+
+
+def test_killed_worker_resumes_a_streamed_read_from_its_checkpoint(database_url: str, tmp_path: Path) -> None:
+    """With a Qwen3-Next checkpoint the document is read in one pass; a new worker resumes the read."""
+    checkpoint = make_random_checkpoint(tmp_path / "qwen3-next-tiny")
+    document = tmp_path / "licenses.txt"
+    document.write_text(local_training_text())
+    settings = {"DOCPROC_CHUNK_TOKENS": "512", "DOCPROC_CHECKPOINT_EVERY_TOKENS": "8192"}
+    env = service_env(
+        tmp_path / "data", database_url, DOCPROC_MODEL=str(checkpoint), DOCPROC_JOB_LEASE_S="6", **settings
+    )
+    service = Service(env, tmp_path)
+    service.start_api()
+    first = service.start_worker()
+    options = {"max_words": 12, "seed": 7}
+    try:
+        with service.client() as client:
+            uploaded = client.post(
+                "/v1/documents", files={"file": ("licenses.txt", document.read_bytes())}
+            ).json()
+            job = client.post("/v1/jobs", json={"document_id": uploaded["id"], "options": options}).json()
+            deadline = time.monotonic() + 300
+            while (view := client.get(f"/v1/jobs/{job['id']}").json())["progress"]["tokens_done"] < 20000:
+                assert view["status"] in ("queued", "running") and time.monotonic() < deadline, view
+                time.sleep(0.1)
+            service.kill(first)
+            assert view["progress"]["tokens_done"] < view["progress"]["tokens_total"]
+
+            second = service.start_worker()
+            finished = service.wait_job(client, job["id"], {"succeeded", "failed", "cancelled"})
+            assert finished["status"] == "succeeded", finished
+            assert finished["attempts"] == 2
+            summary = client.get(f"/v1/jobs/{job['id']}/result").json()["summary"]
+    finally:
+        service.stop()
+    resumed_at = re.search(r"resuming the read at token (\d+)", service.log_of(second))
+    assert resumed_at and int(resumed_at.group(1)) % 8192 == 0 and int(resumed_at.group(1)) >= 8192
+
+    # The same job, uninterrupted, in this process: the same summary.
+    from docproc.engine.hybrid import HybridEngine
+    from docproc.ingestion import extract
+    from docproc.pipeline import ProgressReporter, SummarizeOptions, Workspace, summarize
+
+    expected = summarize(
+        HybridEngine(checkpoint, name=checkpoint.stem),
+        extract(document).pages,
+        SummarizeOptions(**options),
+        ProgressReporter(),
+        Workspace(tmp_path / "fresh" / "job", tmp_path / "fresh" / "document"),
+        chunk_tokens=512,
+        checkpoint_every_tokens=8192,
+    )
+    assert summary == expected.text

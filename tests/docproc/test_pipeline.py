@@ -1,0 +1,89 @@
+"""The pipeline with the streaming hybrid engine: one pass, checkpoints, resume, reuse of a read document."""
+
+from pathlib import Path
+
+import pytest
+
+from docproc.engine.hybrid import HybridEngine
+from docproc.ingestion import Page
+from docproc.pipeline import ProgressReporter, SummarizeOptions, Workspace, summarize
+from model.testing import make_random_checkpoint
+
+LONG_TEXT = Path("/usr/share/common-licenses/GPL-3").read_text()
+
+
+class Crash(Exception):
+    pass
+
+
+class Recorder(ProgressReporter):
+    """Records progress; raises (like a dying worker) once `crash_at` tokens are read."""
+
+    def __init__(self, crash_at: int | None = None) -> None:
+        self.crash_at = crash_at
+        self.total = 0
+        self.done: list[int] = []
+
+    def started(self, tokens_total: int) -> None:
+        self.total = tokens_total
+
+    def advanced(self, tokens_done: int) -> None:
+        self.done.append(tokens_done)
+        if self.crash_at is not None and tokens_done >= self.crash_at:
+            raise Crash
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> HybridEngine:
+    path = make_random_checkpoint(tmp_path_factory.mktemp("qwen3-next-tiny"))
+    return HybridEngine(path, name="tiny-qwen3-next")
+
+
+PAGES = [Page(number, LONG_TEXT[i : i + 3000]) for number, i in enumerate(range(0, 12000, 3000), start=1)]
+OPTIONS = SummarizeOptions(max_words=10, temperature=0.7, seed=3)
+
+
+def run(engine: HybridEngine, workspace: Workspace, progress: ProgressReporter) -> str:
+    summary = summarize(
+        engine, PAGES, OPTIONS, progress, workspace, chunk_tokens=256, checkpoint_every_tokens=1024
+    )
+    return summary.text
+
+
+def test_a_crashed_read_resumes_from_its_checkpoint_with_the_same_summary(
+    engine: HybridEngine, tmp_path: Path
+) -> None:
+    uninterrupted = Recorder()
+    expected = run(engine, Workspace(tmp_path / "a" / "job", tmp_path / "a" / "doc"), uninterrupted)
+    assert uninterrupted.done[-1] == uninterrupted.total > 3000
+    assert "(Drawn from pages 1–4.)" in expected
+
+    workspace = Workspace(tmp_path / "b" / "job", tmp_path / "b" / "doc")
+    with pytest.raises(Crash):
+        run(engine, workspace, Recorder(crash_at=2600))
+    assert workspace.read_state.exists()
+
+    resumed = Recorder()
+    assert run(engine, workspace, resumed) == expected
+    # The second run started at the last checkpoint (2048 tokens), not at the start.
+    assert resumed.done[0] == 2048 + 256
+
+    # The fully read document is kept: another task on it reads nothing again.
+    assert workspace.document_state(engine.fingerprint).exists()
+    again = Recorder()
+    assert run(engine, workspace, again) == expected
+    assert again.done == [again.total]
+
+
+def test_summary_reports_usage_and_pages(engine: HybridEngine, tmp_path: Path) -> None:
+    summary = summarize(
+        engine,
+        PAGES[:2],
+        SummarizeOptions(max_words=10),
+        Recorder(),
+        Workspace(tmp_path / "j", tmp_path / "d"),
+        chunk_tokens=512,
+        checkpoint_every_tokens=4096,
+    )
+    assert summary.source_pages == [[1, 2]]
+    assert summary.input_tokens > 1000 and 0 < summary.output_tokens <= 32
