@@ -16,7 +16,9 @@ def service(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -
     """API and one worker (with the chunk size a test's `chunk_tokens` marker asks for)."""
     marker = request.node.get_closest_marker("chunk_tokens")
     chunk_tokens = str(marker.args[0]) if marker else "1536"
-    running = Service(service_env(tmp_path / "data", database_url, DOCPROC_CHUNK_TOKENS=chunk_tokens), tmp_path)
+    running = Service(
+        service_env(tmp_path / "data", database_url, DOCPROC_CHUNK_TOKENS=chunk_tokens), tmp_path
+    )
     running.start_api()
     running.start_worker()
     yield running
