@@ -1,4 +1,4 @@
-"""Database tables: documents (with their extracted pages), jobs and results.
+"""Database tables: documents (with their extracted pages), jobs, results and batches of jobs.
 
 The database, not Celery's result backend, is the source of truth for job state.
 """
@@ -36,7 +36,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[list[int]]: JSON}
+    type_annotation_map = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[list[int]]: JSON,
+        list[dict[str, Any]]: JSON,
+    }
 
 
 class JobStatus(enum.StrEnum):
@@ -105,6 +110,9 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Set for a batch's items: the batch, and the caller's id for the item (results are joined on it).
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    custom_id: Mapped[str | None] = mapped_column(String(256))
 
     result: Mapped["Result | None"] = relationship(back_populates="job", cascade="all, delete-orphan")
 
@@ -123,3 +131,18 @@ class Result(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="result")
+
+
+class Batch(Base):
+    """Many jobs submitted together. Its status and counts are derived from its jobs (docproc.batches)."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("batch"))
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Input lines that were refused: [{line, custom_id, code, message}, ...].
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the input was validated and its items queued.
+    in_progress_at: Mapped[datetime | None]
+    cancelling_at: Mapped[datetime | None]
