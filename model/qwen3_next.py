@@ -480,9 +480,11 @@ class HybridLM(nn.Module):
             block_size=block_size,
         )
 
-    def load_state(self, path: str | Path) -> HybridState:
-        """A state saved by `HybridState.save`, placed on this model's device."""
-        return HybridState.load(path, self.config, device=self.device, dtype=self.dtype)
+    def load_state(self, path: str | Path, kv_device: str | torch.device | None = None) -> HybridState:
+        """A state saved by `HybridState.save`, placed on this model's device (KV blocks on kv_device, as in
+        `new_state`)."""
+        kv = torch.device(kv_device) if kv_device is not None else None
+        return HybridState.load(path, self.config, device=self.device, dtype=self.dtype, kv_device=kv)
 
     @torch.inference_mode()
     def forward(self, input_ids: Tensor, state: HybridState, last_only: bool = False) -> Tensor:
