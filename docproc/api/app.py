@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from docproc.api.routes import documents, jobs
+from docproc.api.routes import batches, documents, jobs
 from docproc.engine import get_tokenizer
 from docproc.service import ServiceError
 from docproc.settings import get_settings
@@ -75,6 +75,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(documents.router)
     app.include_router(jobs.router)
+    app.include_router(batches.router)
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:

@@ -1,11 +1,14 @@
 """JSON shapes of the REST API."""
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from docproc.models import Document, Job, JobStatus, Result
+from docproc.models import Batch, Document, Job, JobStatus, Result
+
+if TYPE_CHECKING:
+    from docproc.batches import BatchState
 
 
 class ErrorBody(BaseModel):
@@ -112,4 +115,70 @@ class ResultOut(BaseModel):
             model=result.model,
             usage=Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens),
             source_pages=result.source_pages,
+        )
+
+
+class BatchIn(BaseModel):
+    """A batch over documents: one request per document id, all with the same task and options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    document_ids: list[str] = Field(min_length=1)
+    task: Literal["summarize"] = "summarize"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RequestCounts(BaseModel):
+    total: int
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class BatchLineError(BaseModel):
+    line: int
+    custom_id: str | None
+    code: str
+    message: str
+
+
+BatchStatus = Literal[
+    "validating", "in_progress", "finalizing", "completed", "failed", "cancelling", "cancelled"
+]
+
+
+class BatchOut(BaseModel):
+    """Like OpenAI's Batch object; `errors` lists the input lines that were refused."""
+
+    id: str
+    object: Literal["batch"] = "batch"
+    status: BatchStatus
+    request_counts: RequestCounts
+    errors: list[BatchLineError]
+    results_url: str
+    created_at: datetime
+    in_progress_at: datetime | None
+    finalizing_at: datetime | None
+    completed_at: datetime | None
+    failed_at: datetime | None
+    cancelling_at: datetime | None
+    cancelled_at: datetime | None
+
+    @classmethod
+    def of(cls, batch: Batch, state: "BatchState") -> "BatchOut":
+        return cls(
+            id=batch.id,
+            status=state.status,
+            request_counts=RequestCounts(
+                total=state.total, completed=state.completed, failed=state.failed, cancelled=state.cancelled
+            ),
+            errors=[BatchLineError(**error) for error in batch.errors],
+            results_url=f"/v1/batches/{batch.id}/results",
+            created_at=batch.created_at,
+            in_progress_at=batch.in_progress_at,
+            finalizing_at=state.finalizing_at,
+            completed_at=state.completed_at,
+            failed_at=state.failed_at,
+            cancelling_at=batch.cancelling_at,
+            cancelled_at=state.cancelled_at,
         )

@@ -1,0 +1,103 @@
+from typing import Annotated, BinaryIO
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+
+from docproc import batches, service
+from docproc.api.deps import OwnerDep, SessionDep
+from docproc.api.schemas import BatchIn, BatchOut, Page
+from docproc.models import Batch
+from workers.celery_app import BATCH_QUEUE, enqueue_job
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"])
+
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": BatchIn.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "JSONL: one {custom_id, document_id, task?, options?} per line.",
+                        }
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def _view(session: Session, batch: Batch) -> BatchOut:
+    return BatchOut.of(batch, batches.states(session, [batch])[batch.id])
+
+
+@router.post("", response_model=BatchOut, status_code=status.HTTP_201_CREATED, openapi_extra=_BODY_DOC)
+async def create_batch(request: Request, session: SessionDep, owner: OwnerDep) -> BatchOut:
+    """A batch from JSON `{document_ids, task, options}` or from an uploaded JSONL file (multipart `file`)."""
+    lines: BinaryIO | None = None
+    items: list[batches.ItemSpec] = []
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        upload = (await request.form()).get("file")
+        if not isinstance(upload, UploadFile):
+            raise service.ServiceError(
+                422, "file_required", "Upload the JSONL file in the multipart field `file`."
+            )
+        lines = upload.file
+    else:
+        try:
+            body = BatchIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise service.ServiceError(
+                422, "invalid_request", f"Invalid batch: {exc.errors(include_url=False)}"
+            ) from exc
+        items = batches.items_from_document_ids(body.document_ids, body.task, body.options)
+
+    def submit() -> BatchOut:
+        batch = batches.create_batch(session, owner, items if lines is None else batches.parse_jsonl(lines))
+        batches.enqueue_items(session, batch, lambda job_id: enqueue_job(job_id, BATCH_QUEUE))
+        return _view(session, batch)
+
+    return await run_in_threadpool(submit)
+
+
+@router.get("", response_model=Page[BatchOut])
+def list_batches(
+    session: SessionDep,
+    owner: OwnerDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[BatchOut]:
+    rows, total = batches.list_batches(session, owner, limit, offset)
+    states = batches.states(session, rows)
+    return Page(data=[BatchOut.of(b, states[b.id]) for b in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{batch_id}", response_model=BatchOut)
+def get_batch(batch_id: str, session: SessionDep, owner: OwnerDep) -> BatchOut:
+    return _view(session, batches.get_batch(session, owner, batch_id))
+
+
+@router.get("/{batch_id}/results", response_class=StreamingResponse)
+def get_results(batch_id: str, session: SessionDep, owner: OwnerDep) -> StreamingResponse:
+    """JSONL, one line per request: `{custom_id, job_id, document_id, status, result, error}`; partial while
+    the batch runs."""
+    batches.get_batch(session, owner, batch_id)
+    return StreamingResponse(batches.result_lines(batch_id), media_type="application/x-ndjson")
+
+
+@router.post("/{batch_id}/cancel", response_model=BatchOut)
+def cancel_batch(batch_id: str, session: SessionDep, owner: OwnerDep) -> BatchOut:
+    batch = batches.cancel_batch(session, owner, batch_id)
+    session.commit()
+    return _view(session, batch)

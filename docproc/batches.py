@@ -1,0 +1,312 @@
+"""Batches: many jobs submitted together, modelled on OpenAI's Batch API.
+
+A batch holds no status of its own: its status, counts and timestamps are derived from its jobs' rows every
+time it is read, so they can never disagree with the jobs. Input lines that are refused are kept on the batch
+(line number, code, reason) and count as failed requests; the rest of the batch runs.
+"""
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from docproc import service
+from docproc.api.schemas import BatchStatus, ResultOut
+from docproc.db import session_scope
+from docproc.models import Batch, Job, JobStatus, Result, utcnow
+
+MAX_BATCH_ITEMS = 50_000
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    """One request of a batch, as the caller gave it."""
+
+    line: int
+    custom_id: str
+    document_id: str
+    task: str = "summarize"
+    options: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class LineError:
+    line: int
+    custom_id: str | None
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "custom_id": self.custom_id, "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """What a batch's jobs say about it."""
+
+    status: BatchStatus
+    total: int
+    completed: int
+    failed: int
+    cancelled: int
+    finalizing_at: datetime | None
+    completed_at: datetime | None
+    failed_at: datetime | None
+    cancelled_at: datetime | None
+
+
+def items_from_document_ids(
+    document_ids: Sequence[str], task: str, options: dict[str, Any]
+) -> list[ItemSpec]:
+    """custom_id is the document id, or item-N (N from 1) for a document listed more than once."""
+    seen: set[str] = set()
+    items = []
+    for number, document_id in enumerate(document_ids, start=1):
+        custom_id = document_id if document_id not in seen else f"item-{number}"
+        seen.add(document_id)
+        items.append(ItemSpec(number, custom_id, document_id, task, options))
+    return items
+
+
+def parse_jsonl(lines: Iterable[bytes]) -> list[ItemSpec | LineError]:
+    """Lines `{custom_id, document_id, task?, options?}`; blank lines are skipped, bad ones become errors."""
+    parsed: list[ItemSpec | LineError] = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            parsed.append(LineError(number, None, "invalid_json", f"Line {number} is not JSON: {exc}."))
+            continue
+        if not isinstance(line, dict):
+            parsed.append(LineError(number, None, "invalid_line", f"Line {number} is not a JSON object."))
+            continue
+        custom_id = line.get("custom_id")
+        problem = _line_problem(line)
+        if problem:
+            known_id = custom_id if isinstance(custom_id, str) else None
+            parsed.append(LineError(number, known_id, "invalid_line", f"Line {number}: {problem}."))
+            continue
+        parsed.append(ItemSpec(number, custom_id, line["document_id"], line["task"], line["options"]))
+    return parsed
+
+
+def _line_problem(line: dict[str, Any]) -> str | None:
+    unknown = set(line) - {"custom_id", "document_id", "task", "options"}
+    if unknown:
+        return f"unknown fields {sorted(unknown)}"
+    custom_id = line.get("custom_id")
+    if not isinstance(custom_id, str) or not 0 < len(custom_id) <= 256:
+        return "custom_id must be a string of 1 to 256 characters"
+    if not isinstance(line.get("document_id"), str):
+        return "document_id must be a string"
+    line.setdefault("task", "summarize")
+    line.setdefault("options", {})
+    if not isinstance(line["task"], str):
+        return "task must be a string"
+    if not isinstance(line["options"], dict):
+        return "options must be an object"
+    return None
+
+
+def create_batch(session: Session, owner: str | None, items: Sequence[ItemSpec | LineError]) -> Batch:
+    """Validate every item (each like a single job) and create the jobs of the valid ones, not yet queued."""
+    if not items:
+        raise service.ServiceError(422, "empty_batch", "The batch has no requests.")
+    if len(items) > MAX_BATCH_ITEMS:
+        raise service.ServiceError(
+            422, "batch_too_large", f"A batch holds at most {MAX_BATCH_ITEMS} requests, not {len(items)}."
+        )
+    batch = Batch(owner=owner)
+    session.add(batch)
+    session.flush()
+    errors: list[LineError] = []
+    custom_ids: set[str] = set()
+    for item in items:
+        if isinstance(item, LineError):
+            errors.append(item)
+            continue
+        if item.custom_id in custom_ids:
+            message = f"Line {item.line}: custom_id {item.custom_id!r} is used by an earlier line."
+            # No custom_id on this error: results are joined on custom_id, which belongs to the earlier line.
+            errors.append(LineError(item.line, None, "duplicate_custom_id", message))
+            continue
+        try:
+            job = service.create_job(session, owner, item.document_id, item.task, item.options or {})
+        except service.ServiceError as exc:
+            errors.append(LineError(item.line, item.custom_id, exc.code, f"Line {item.line}: {exc.message}"))
+            continue
+        custom_ids.add(item.custom_id)
+        job.batch_id, job.custom_id = batch.id, item.custom_id
+    batch.errors = [error.as_dict() for error in errors]
+    batch.in_progress_at = utcnow() if custom_ids else None
+    session.flush()
+    return batch
+
+
+def enqueue_items(session: Session, batch: Batch, enqueue: Callable[[str], None]) -> None:
+    """Send the batch's queued jobs to the queue; commit first so that workers find them.
+
+    If the broker fails midway, the items not sent fail with `queue_unavailable` and the error is raised.
+    """
+    session.commit()
+    job_ids = list(
+        session.scalars(_items(batch.id).where(Job.status == JobStatus.queued).with_only_columns(Job.id))
+    )
+    for sent, job_id in enumerate(job_ids):
+        try:
+            enqueue(job_id)
+        except Exception as exc:
+            for job in session.scalars(select(Job).where(Job.id.in_(job_ids[sent:]))):
+                service.fail_unqueued(session, job, str(exc))
+            session.commit()
+            raise service.ServiceError(
+                503,
+                "queue_unavailable",
+                f"{len(job_ids) - sent} of the batch's requests could not be queued.",
+            ) from exc
+
+
+def _items(batch_id: str) -> Select:
+    return select(Job).where(Job.batch_id == batch_id).order_by(Job.created_at, Job.id)
+
+
+def get_batch(session: Session, owner: str | None, batch_id: str) -> Batch:
+    batch = session.get(Batch, batch_id)
+    if batch is None or batch.owner != owner:
+        raise service.not_found("batch", batch_id)
+    return batch
+
+
+def list_batches(session: Session, owner: str | None, limit: int, offset: int) -> tuple[list[Batch], int]:
+    query = select(Batch).where(Batch.owner == owner)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = session.scalars(query.order_by(Batch.created_at.desc(), Batch.id).limit(limit).offset(offset))
+    return list(page), total
+
+
+def states(session: Session, batches: Sequence[Batch]) -> dict[str, BatchState]:
+    """Each batch's state from one aggregate query over its jobs."""
+    rows = session.execute(
+        select(
+            Job.batch_id,
+            Job.status,
+            func.count(),
+            func.max(Job.started_at),
+            func.max(Job.finished_at),
+        )
+        .where(Job.batch_id.in_([batch.id for batch in batches]))
+        .group_by(Job.batch_id, Job.status)
+    ).all()
+    by_batch: dict[str, dict[JobStatus, tuple[int, datetime | None, datetime | None]]] = {}
+    for batch_id, status, count, last_started, last_finished in rows:
+        by_batch.setdefault(batch_id, {})[JobStatus(status)] = (count, last_started, last_finished)
+    return {batch.id: _state(batch, by_batch.get(batch.id, {})) for batch in batches}
+
+
+def _state(batch: Batch, jobs: dict[JobStatus, tuple[int, datetime | None, datetime | None]]) -> BatchState:
+    def count(*statuses: JobStatus) -> int:
+        return sum(jobs[s][0] for s in statuses if s in jobs)
+
+    def latest(index: int) -> datetime | None:
+        times = [row[index] for row in jobs.values() if row[index] is not None]
+        return max(times) if times else None
+
+    refused = len(batch.errors)
+    queued, running = count(JobStatus.queued), count(JobStatus.running)
+    all_finished = queued + running == 0
+    # Finalizing: nothing left to start, the last items are running; it began when the last item started.
+    finalizing_at = latest(1) if queued == 0 and jobs else None
+    finished_at = latest(2) if all_finished else None
+    if not jobs:
+        status = "failed"
+    elif batch.cancelling_at is not None:
+        status = "cancelled" if all_finished else "cancelling"
+    elif all_finished:
+        status = "completed"
+    elif queued == 0:
+        status = "finalizing"
+    else:
+        status = "in_progress"
+    return BatchState(
+        status=status,
+        total=sum(row[0] for row in jobs.values()) + refused,
+        completed=count(JobStatus.succeeded),
+        failed=count(JobStatus.failed) + refused,
+        cancelled=count(JobStatus.cancelled),
+        finalizing_at=finalizing_at if status in ("finalizing", "completed") else None,
+        completed_at=finished_at if status == "completed" else None,
+        failed_at=batch.created_at if status == "failed" else None,
+        cancelled_at=max(filter(None, (finished_at, batch.cancelling_at))) if status == "cancelled" else None,
+    )
+
+
+def cancel_batch(session: Session, owner: str | None, batch_id: str) -> Batch:
+    """Items not started are cancelled at once; running ones stop at their next chunk. A finished batch stays
+    as it is."""
+    batch = get_batch(session, owner, batch_id)
+    if states(session, [batch])[batch.id].status in ("completed", "failed"):
+        return batch
+    if batch.cancelling_at is None:
+        batch.cancelling_at = utcnow()
+    unfinished = _items(batch.id).where(Job.status.in_([JobStatus.queued, JobStatus.running]))
+    for job_id in list(session.scalars(unfinished.with_only_columns(Job.id))):
+        service.cancel_job(session, owner, job_id)
+    session.flush()
+    return batch
+
+
+def result_lines(batch_id: str, page_size: int = 500) -> Iterator[bytes]:
+    """The results file, one JSON line per request: refused lines first, then the items in submission order.
+
+    Reads in pages with its own session, so that it can stream after the request's session is gone.
+    """
+    with session_scope() as session:
+        batch = session.get_one(Batch, batch_id)
+        for error in batch.errors:
+            yield _line(error["custom_id"] or f"line-{error['line']}", None, None, "failed", None, error)
+        offset = 0
+        while True:
+            rows = session.execute(
+                _items(batch_id)
+                .add_columns(Result)
+                .outerjoin(Result, Result.job_id == Job.id)
+                .limit(page_size)
+                .offset(offset)
+            ).all()
+            for job, result in rows:
+                yield _line(
+                    job.custom_id or job.id, job.id, job.document_id, job.status.value, result, _error(job)
+                )
+            if len(rows) < page_size:
+                return
+            offset += page_size
+            session.expunge_all()
+
+
+def _error(job: Job) -> dict[str, str] | None:
+    return {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
+
+
+def _line(
+    custom_id: str,
+    job_id: str | None,
+    document_id: str | None,
+    status: str,
+    result: Result | None,
+    error: dict[str, Any] | None,
+) -> bytes:
+    line = {
+        "custom_id": custom_id,
+        "job_id": job_id,
+        "document_id": document_id,
+        "status": status,
+        "result": ResultOut.of(result).model_dump(mode="json") if result is not None else None,
+        "error": {"code": error["code"], "message": error["message"]} if error else None,
+    }
+    return json.dumps(line, ensure_ascii=False).encode() + b"\n"
