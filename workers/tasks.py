@@ -5,7 +5,7 @@ import threading
 import uuid
 
 from celery.signals import worker_ready, worker_shutdown
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from docproc.db import session_scope
 from docproc.engine import get_engine
@@ -13,7 +13,7 @@ from docproc.jobs import release_expired_leases
 from docproc.jobs import run_job as run_job_under_lease
 from docproc.models import Job, JobStatus
 from docproc.settings import get_settings
-from workers.celery_app import app, enqueue_job
+from workers.celery_app import BATCH_QUEUE, JOBS_QUEUE, app, enqueue_job
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +29,23 @@ def run_job(job_id: str) -> None:
 
 def sweep() -> None:
     """Re-send jobs whose worker died, and all queued jobs if the broker lost its data."""
-    for job_id in release_expired_leases():
-        log.warning("job %s: its worker stopped renewing the lease; queued again", job_id)
-        enqueue_job(job_id)
+    if released := release_expired_leases():
+        for job_id in _resend(Job.id.in_(released)):
+            log.warning("job %s: its worker stopped renewing the lease; queued again", job_id)
     with app.connection_for_write() as connection:
         client = connection.default_channel.client
-        if client.set(BROKER_EPOCH_KEY, uuid.uuid4().hex, nx=True):
-            with session_scope() as session:
-                queued = list(session.scalars(select(Job.id).where(Job.status == JobStatus.queued)))
-            for job_id in queued:
-                enqueue_job(job_id)
-            if queued:
-                log.warning("broker has no epoch (restarted?): re-sent %d queued jobs", len(queued))
+        lost_data = client.set(BROKER_EPOCH_KEY, uuid.uuid4().hex, nx=True)
+    if lost_data and (resent := _resend(Job.status == JobStatus.queued)):
+        log.warning("broker has no epoch (restarted?): re-sent %d queued jobs", len(resent))
+
+
+def _resend(*where: ColumnElement[bool]) -> list[str]:
+    """Send the matching jobs again, batch items to the batch queue; returns their ids."""
+    with session_scope() as session:
+        jobs = session.execute(select(Job.id, Job.batch_id).where(*where)).all()
+    for job_id, batch_id in jobs:
+        enqueue_job(job_id, BATCH_QUEUE if batch_id else JOBS_QUEUE)
+    return [job_id for job_id, _ in jobs]
 
 
 _stop_sweeper = threading.Event()
