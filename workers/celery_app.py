@@ -12,7 +12,8 @@ BATCH_QUEUE = "batch"
 
 app = Celery("docproc", broker=broker_url(), include=["workers.tasks"])
 app.conf.update(
-    task_queues=[Queue(JOBS_QUEUE), Queue(BATCH_QUEUE)],
+    # Each queue its own routing key: without one, a queue is bound with the default key and gets every job.
+    task_queues=[Queue(JOBS_QUEUE, routing_key=JOBS_QUEUE), Queue(BATCH_QUEUE, routing_key=BATCH_QUEUE)],
     task_default_queue=JOBS_QUEUE,
     task_acks_late=True,
     task_reject_on_worker_lost=True,
