@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     # Remote engine only: the served model's name and API key.
     remote_model_name: str | None = None
     remote_api_key: str = "EMPTY"
+    # A local tokenizer directory for a remote model whose server has no /tokenize endpoint.
+    remote_tokenizer: Path | None = None
     device: str = "cpu"
     # Where converted checkpoints (GGUF de-quantised once) are kept; None: data_dir/models.
     models_dir: Path | None = None

@@ -13,6 +13,8 @@ from docproc.settings import EMBEDDED_MODEL, get_settings
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from docproc.engine.remote import RemoteTokenizer
+
 __all__ = ["Chunk", "Engine", "Generation", "get_engine", "get_tokenizer"]
 
 
@@ -68,9 +70,23 @@ def model_name(spec: str) -> str:
     return "SmolLM2-135M-Instruct" if spec == EMBEDDED_MODEL else Path(spec).stem
 
 
+def is_remote(spec: str) -> bool:
+    """DOCPROC_MODEL names an OpenAI-compatible server (http(s)://host:port/v1) rather than a checkpoint."""
+    return spec.startswith(("http://", "https://"))
+
+
 @cache
 def get_engine() -> Engine:
     settings = get_settings()
+    if is_remote(settings.model):
+        from docproc.engine.remote import RemoteEngine
+
+        return RemoteEngine(
+            settings.model,
+            model=settings.remote_model_name,
+            api_key=settings.remote_api_key,
+            tokenizer_path=settings.remote_tokenizer,
+        )
     from docproc.engine.transformers_engine import TransformersEngine
 
     return TransformersEngine(
@@ -79,8 +95,13 @@ def get_engine() -> Engine:
 
 
 @cache
-def get_tokenizer() -> "PreTrainedTokenizerBase":
+def get_tokenizer() -> "PreTrainedTokenizerBase | RemoteTokenizer":
     """The configured model's tokenizer alone (the API counts tokens of uploads without loading the model)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model(get_settings().model))
+    settings = get_settings()
+    if is_remote(settings.model):
+        from docproc.engine.remote import RemoteTokenizer
+
+        return RemoteTokenizer(settings.model, settings.remote_model_name, settings.remote_tokenizer)
+    return AutoTokenizer.from_pretrained(resolve_model(settings.model))

@@ -1,0 +1,211 @@
+"""An engine on an OpenAI-compatible server (vLLM, SGLang, ...): generation over HTTP, official client.
+
+Token counts for a remote model, in order of preference:
+1. the server's own tokenizer, through its ``/tokenize`` and ``/detokenize`` endpoints (vLLM, SGLang);
+2. a local tokenizer directory, ``DOCPROC_REMOTE_TOKENIZER``;
+3. an estimate of 4 characters per token: chunks are then cut by characters and counts are approximate.
+"""
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import httpx
+import openai
+
+from docproc.engine.base import Engine, Generation
+from model.chat import split_thinking
+from model.sampling import INSTRUCT, THINKING, Sampling
+
+# When the server reports no context length (vLLM does, as max_model_len).
+DEFAULT_CONTEXT_TOKENS = 32768
+CHARS_PER_TOKEN = 4
+# The client retries timeouts, connection errors, 429 and 5xx with exponential backoff (0.5 s, 1 s, ...);
+# on top, a server that stays unreachable (restarting, say) is tried again after these many seconds.
+CLIENT_MAX_RETRIES = 2
+RECONNECT_WAITS_S = (1.0, 2.0, 4.0)
+
+T = TypeVar("T")
+
+
+class EngineUnavailable(RuntimeError):
+    """The model server cannot be reached or keeps failing; the job fails with this code."""
+
+    code = "engine_unavailable"
+
+
+class EngineRequestRefused(RuntimeError):
+    code = "engine_error"
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+class CharEstimate:
+    """About 4 characters per token: each pseudo-token packs up to 4 characters (as UTF-32) into one integer,
+    so that cutting and joining pseudo-tokens cuts and joins the text."""
+
+    def encode(self, text: str) -> list[int]:
+        return [
+            int.from_bytes(text[i : i + CHARS_PER_TOKEN].encode("utf-32-le"), "little")
+            for i in range(0, len(text), CHARS_PER_TOKEN)
+        ]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        width = 4 * CHARS_PER_TOKEN
+        return "".join(i.to_bytes(width, "little").decode("utf-32-le").rstrip("\x00") for i in ids)
+
+
+class LocalTokenizer:
+    def __init__(self, path: Path) -> None:
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
+class ServerTokenizer:
+    """vLLM's and SGLang's /tokenize and /detokenize, next to /v1."""
+
+    def __init__(self, root_url: str, model: str | None, http: httpx.Client) -> None:
+        self.root_url, self.http = root_url, http
+        self.model = {"model": model} if model else {}
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post(f"{self.root_url}{path}", json=self.model | body)
+        response.raise_for_status()
+        return response.json()
+
+    def encode(self, text: str) -> list[int]:
+        return self._post("/tokenize", {"prompt": text, "add_special_tokens": False})["tokens"]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._post("/detokenize", {"tokens": list(ids)})["prompt"]
+
+
+class RemoteTokenizer:
+    """The remote model's tokenizer, chosen on first use (see the module's docstring)."""
+
+    def __init__(self, base_url: str, model: str | None, local_path: Path | None) -> None:
+        self.base_url, self.model, self.local_path = base_url.rstrip("/"), model, local_path
+        self._backend: Tokenizer | None = None
+
+    def backend(self) -> Tokenizer:
+        if self._backend is None:
+            self._backend = self._choose()
+        return self._backend
+
+    def _choose(self) -> Tokenizer:
+        if self.local_path is not None:
+            return LocalTokenizer(self.local_path)
+        server = ServerTokenizer(self.base_url.removesuffix("/v1"), self.model, httpx.Client(timeout=60))
+        try:
+            server.encode("probe")
+        except httpx.HTTPStatusError:  # no such endpoint
+            return CharEstimate()
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"The model server at {self.base_url} is unreachable: {exc}.") from exc
+        return server
+
+    def encode(self, text: str) -> list[int]:
+        return self.backend().encode(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.backend().decode(ids)
+
+    def __call__(self, texts: list[str]) -> dict[str, list[list[int]]]:
+        """Token ids of texts, as transformers tokenizers answer (the API counts an upload's tokens this way).
+        With the server away, an upload is counted by the estimate rather than refused."""
+        try:
+            backend = self.backend()
+        except EngineUnavailable:
+            backend = CharEstimate()
+        return {"input_ids": [backend.encode(text) for text in texts]}
+
+
+class RemoteEngine(Engine):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: str = "EMPTY",
+        tokenizer_path: Path | None = None,
+        reconnect_waits_s: Sequence[float] = RECONNECT_WAITS_S,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.reconnect_waits_s = tuple(reconnect_waits_s)
+        self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=CLIENT_MAX_RETRIES)
+        served = self._call(lambda: self.client.models.list().data)
+        card = next((m for m in served if m.id == model), None) if model else (served[0] if served else None)
+        if card is None:
+            names = ", ".join(m.id for m in served) or "none"
+            raise EngineUnavailable(
+                f"The model server at {self.base_url} does not serve {model!r} (serves {names})."
+            )
+        self.name = card.id
+        self.context_tokens = int((card.model_extra or {}).get("max_model_len") or DEFAULT_CONTEXT_TOKENS)
+        self.default_sampling = THINKING if "thinking" in self.name.lower() else INSTRUCT
+        self.tokenizer = RemoteTokenizer(self.base_url, self.name, tokenizer_path)
+        self.tokenizer.backend()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    def generate(
+        self, messages: list[dict[str, str]], *, max_new_tokens: int, sampling: Sampling | None = None
+    ) -> Generation:
+        sampling = sampling or self.default_sampling
+        response = self._call(
+            lambda: self.client.chat.completions.create(
+                model=self.name,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=max_new_tokens,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                seed=sampling.seed,
+                # top_k is not an OpenAI parameter; vLLM and SGLang read it from the body.
+                extra_body={"top_k": sampling.top_k} if sampling.top_k else None,
+            )
+        )
+        message = response.choices[0].message
+        thinking, answer = split_thinking(message.content or "")
+        # vLLM and SGLang with a reasoning parser return the thinking apart from the answer.
+        thinking = (message.model_extra or {}).get("reasoning_content") or thinking
+        usage = response.usage
+        return Generation(
+            answer,
+            thinking or None,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else self.count_tokens(message.content or ""),
+        )
+
+    def _call(self, request: Callable[[], T]) -> T:
+        """Run a request; the client retries on its own, then this waits out a server that is away a while."""
+        for attempt, wait in enumerate((*self.reconnect_waits_s, None), start=1):
+            try:
+                return request()
+            except openai.APIConnectionError as exc:  # timeouts too
+                if wait is None:
+                    raise EngineUnavailable(
+                        f"The model server at {self.base_url} is unreachable after {attempt} attempts: {exc}"
+                    ) from exc
+                time.sleep(wait)
+            except openai.APIStatusError as exc:
+                reason = f"The model server at {self.base_url} answered {exc.status_code}: {exc.message}"
+                if exc.status_code >= 500 or exc.status_code == 429:
+                    raise EngineUnavailable(reason) from exc
+                raise EngineRequestRefused(reason) from exc
+        raise AssertionError("unreachable")
