@@ -1,0 +1,145 @@
+"""The remote engine against a real OpenAI-compatible HTTP server on loopback (tests/.../openai_server.py)."""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from docproc.engine.remote import CharEstimate, EngineUnavailable, RemoteEngine
+from docproc.ingestion import Page
+from model.sampling import GREEDY, INSTRUCT, THINKING
+from tests.conftest import SAMPLE_PDF, Service, free_port, service_env
+from tests.docproc.engine.conftest import OpenAIServer
+
+MESSAGES = [{"role": "user", "content": "Name one planet of the solar system."}]
+TEXT = "The cooperative's solar roofs produced 1.2 GWh in 2025, 14% more than planned."
+
+
+@pytest.fixture
+def tokenize_off(openai_server: OpenAIServer) -> Iterator[None]:
+    openai_server.set_tokenize(False)
+    yield
+    openai_server.set_tokenize(True)
+
+
+def test_generation_with_the_server_tokenizer(openai_server: OpenAIServer, default_model: Path) -> None:
+    engine = RemoteEngine(openai_server.url)
+    assert engine.name == "smollm2" and engine.context_tokens == 8192
+    assert engine.default_sampling == INSTRUCT
+    local = AutoTokenizer.from_pretrained(default_model)
+    assert engine.encode(TEXT) == local.encode(TEXT, add_special_tokens=False)
+    assert engine.decode(engine.encode(TEXT)) == TEXT
+
+    generation = engine.generate(MESSAGES, max_new_tokens=12)
+    assert generation.text and generation.thinking is None
+    assert generation.input_tokens > 10 and 0 < generation.output_tokens <= 12
+    sent = openai_server.stats()["last_request"]
+    # The Instruct preset, top_k through the request body.
+    assert (sent["temperature"], sent["top_p"], sent["top_k"], sent["max_tokens"]) == (0.7, 0.8, 20, 12)
+
+    greedy = [engine.generate(MESSAGES, max_new_tokens=12, sampling=GREEDY).text for _ in range(2)]
+    assert greedy[0] == greedy[1]
+    assert openai_server.stats()["last_request"]["temperature"] == 0
+
+
+def test_thinking_model_gets_the_thinking_preset(openai_server: OpenAIServer) -> None:
+    engine = RemoteEngine(openai_server.url, model="smollm2-thinking")
+    assert engine.name == "smollm2-thinking" and engine.default_sampling == THINKING
+    engine.generate(MESSAGES, max_new_tokens=4)
+    sent = openai_server.stats()["last_request"]
+    assert (sent["model"], sent["temperature"], sent["top_p"], sent["top_k"]) == (
+        "smollm2-thinking",
+        0.6,
+        0.95,
+        20,
+    )
+
+
+def test_unknown_model_name_is_refused(openai_server: OpenAIServer) -> None:
+    with pytest.raises(EngineUnavailable, match="does not serve 'nope'"):
+        RemoteEngine(openai_server.url, model="nope")
+
+
+def test_retries_when_the_server_answers_503(openai_server: OpenAIServer) -> None:
+    engine = RemoteEngine(openai_server.url)
+    before = openai_server.stats()["chat_requests"]
+    openai_server.fail_next(2)
+    assert engine.generate(MESSAGES, max_new_tokens=4, sampling=GREEDY).output_tokens > 0
+    assert openai_server.stats()["chat_requests"] - before == 3
+
+    openai_server.fail_next(10)  # more than the client retries
+    with pytest.raises(EngineUnavailable, match=f"{openai_server.url} answered 503"):
+        engine.generate(MESSAGES, max_new_tokens=4)
+    openai_server.fail_next(0)
+
+
+def test_server_down() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    started = time.monotonic()
+    with pytest.raises(EngineUnavailable, match=f"{url} is unreachable after 2 attempts") as raised:
+        RemoteEngine(url, reconnect_waits_s=[0.2])
+    assert raised.value.code == "engine_unavailable"
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.usefixtures("tokenize_off")
+def test_estimate_without_a_tokenize_endpoint(openai_server: OpenAIServer) -> None:
+    engine = RemoteEngine(openai_server.url)
+    assert isinstance(engine.tokenizer.backend(), CharEstimate)
+    assert engine.count_tokens("abcdefgh") == 2 and engine.count_tokens(TEXT) == -(-len(TEXT) // 4)
+    assert engine.decode(engine.encode(TEXT)) == TEXT
+    pages = [Page(1, "α" * 10), Page(2, "b" * 30)]
+    chunks = list(engine.chunks(pages, max_tokens=5))
+    assert "".join(chunk.text for chunk in chunks) == "α" * 10 + "\n\n" + "b" * 30 + "\n\n"
+    assert [(c.first_page, c.last_page, c.tokens) for c in chunks] == [(1, 2, 5), (2, 2, 5), (2, 2, 1)]
+
+
+@pytest.mark.usefixtures("tokenize_off")
+def test_local_tokenizer(openai_server: OpenAIServer, default_model: Path) -> None:
+    engine = RemoteEngine(openai_server.url, tokenizer_path=default_model)
+    local = AutoTokenizer.from_pretrained(default_model)
+    assert engine.encode(TEXT) == local.encode(TEXT, add_special_tokens=False)
+
+
+@contextmanager
+def remote_service(model_url: str, data_dir: Path) -> Iterator[Service]:
+    """API and worker on the remote engine: neither loads a model."""
+    env = service_env(data_dir, f"sqlite:///{data_dir}.db", DOCPROC_MODEL=model_url)
+    service = Service(env, data_dir.parent)
+    try:
+        service.start_api()
+        service.start_worker()
+        yield service
+    finally:
+        service.stop()
+
+
+def test_summary_job_through_the_remote_engine(openai_server: OpenAIServer, tmp_path: Path) -> None:
+    with remote_service(openai_server.url, tmp_path / "data") as service, service.client() as client:
+        document = client.post(
+            "/v1/documents", files={"file": ("report.pdf", SAMPLE_PDF.read_bytes())}
+        ).json()
+        assert document["tokens"] > 500
+        options = {"max_words": 10, "temperature": 0}
+        job = client.post("/v1/jobs", json={"document_id": document["id"], "options": options}).json()
+        done = service.wait_job(client, job["id"], {"succeeded", "failed"})
+        assert done["status"] == "succeeded", done
+        result = client.get(f"/v1/jobs/{job['id']}/result").json()
+        assert result["model"] == "smollm2" and result["source_pages"] == [[1, 3]]
+        assert result["usage"]["input_tokens"] > 500 and result["summary"]
+
+
+def test_job_fails_clearly_when_the_server_is_down(tmp_path: Path) -> None:
+    down_url = f"http://127.0.0.1:{free_port()}/v1"
+    with remote_service(down_url, tmp_path / "data") as service, service.client() as client:
+        document = client.post(
+            "/v1/documents", files={"file": ("report.pdf", SAMPLE_PDF.read_bytes())}
+        ).json()
+        assert document["tokens"] > 500  # counted by the estimate while the server is away
+        job = client.post("/v1/jobs", json={"document_id": document["id"]}).json()
+        failed = service.wait_job(client, job["id"], {"succeeded", "failed"}, timeout=120)
+        assert failed["status"] == "failed"
+        assert failed["error"]["code"] == "engine_unavailable" and down_url in failed["error"]["message"]
