@@ -269,7 +269,9 @@ def result_lines(batch_id: str, page_size: int = 500) -> Iterator[bytes]:
     with session_scope() as session:
         batch = session.get_one(Batch, batch_id)
         for error in batch.errors:
-            yield _line(error["custom_id"] or f"line-{error['line']}", None, None, "failed", None, error)
+            yield result_line(
+                error["custom_id"] or f"line-{error['line']}", None, None, "failed", None, error
+            )
         offset = 0
         while True:
             rows = session.execute(
@@ -280,7 +282,7 @@ def result_lines(batch_id: str, page_size: int = 500) -> Iterator[bytes]:
                 .offset(offset)
             ).all()
             for job, result in rows:
-                yield _line(
+                yield result_line(
                     job.custom_id or job.id, job.id, job.document_id, job.status.value, result, _error(job)
                 )
             if len(rows) < page_size:
@@ -293,7 +295,7 @@ def _error(job: Job) -> dict[str, str] | None:
     return {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
 
 
-def _line(
+def result_line(
     custom_id: str,
     job_id: str | None,
     document_id: str | None,

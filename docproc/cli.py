@@ -7,12 +7,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from docproc.settings import get_settings
+
+if TYPE_CHECKING:
+    from docproc.batches import BatchState
 
 console = Console(stderr=True)
 
@@ -123,6 +127,90 @@ def summarize(
     _print_result(finished, as_json)
     if finished["status"] != "succeeded":
         sys.exit(1)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.jsonl"), show_default=True
+)
+@click.option("--max-words", type=int, default=150, show_default=True)
+@click.option(
+    "--worker/--no-worker",
+    default=None,
+    help="Start a worker for this command (default: only with the embedded queue).",
+)
+def batch(paths: tuple[Path, ...], out: Path, max_words: int, worker: bool | None) -> None:
+    """Summarize FILES (or every file under a DIR) as one batch; write one JSON line per file to --out."""
+    from docproc import batches, service
+    from docproc.db import migrate, session_scope
+    from workers.celery_app import BATCH_QUEUE, enqueue_job
+
+    migrate()
+    items: list[batches.ItemSpec] = []
+    unreadable: list[bytes] = []
+    with session_scope() as session:
+        for number, file in enumerate(_files(paths), start=1):
+            try:
+                with file.open("rb") as source:
+                    document, _ = service.add_document(session, None, file.name, source)
+            except service.ServiceError as exc:
+                console.print(f"[yellow]{file}: {exc.message}")
+                error = {"code": exc.code, "message": exc.message}
+                unreadable.append(batches.result_line(str(file), None, None, "failed", None, error))
+                continue
+            items.append(
+                batches.ItemSpec(number, str(file), document.id, "summarize", {"max_words": max_words})
+            )
+        if not items:
+            raise click.ClickException("No file could be read.")
+        created = batches.create_batch(session, None, items)
+        batches.enqueue_items(session, created, lambda job_id: enqueue_job(job_id, BATCH_QUEUE))
+        batch_id = created.id
+    start_worker = worker if worker is not None else get_settings().broker_url is None
+    with _worker_process() if start_worker else contextlib.nullcontext():
+        state = _wait_batch(batch_id)
+    with out.open("wb") as results:
+        results.writelines(unreadable)
+        results.writelines(batches.result_lines(batch_id))
+    console.print(
+        f"batch {batch_id} {state.status}: {state.completed} summarized, "
+        f"{state.failed + len(unreadable)} failed, {state.cancelled} cancelled; results in {out}"
+    )
+    if state.completed < state.total or unreadable:
+        sys.exit(1)
+
+
+def _files(paths: tuple[Path, ...]) -> list[Path]:
+    """The files named, and those under the directories named (hidden ones left out), in order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            inside = (p for p in sorted(path.rglob("*")) if p.is_file())
+            files.extend(
+                p for p in inside if not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        else:
+            files.append(path)
+    return files
+
+
+def _wait_batch(batch_id: str) -> "BatchState":
+    from docproc import batches
+    from docproc.db import session_scope
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("queued", total=None)
+        while True:
+            with session_scope() as session:
+                batch = batches.get_batch(session, None, batch_id)
+                state = batches.states(session, [batch])[batch_id]
+            finished = state.completed + state.failed + state.cancelled
+            bar.update(task, description=f"{state.status} (files)", completed=finished, total=state.total)
+            if state.status in ("completed", "failed", "cancelled"):
+                return state
+            time.sleep(0.5)
 
 
 def _job_view(job_id: str) -> dict:
