@@ -12,9 +12,7 @@ def test_batch_command_summarizes_a_directory(tmp_path: Path, default_model: Pat
     folder = tmp_path / "inbox"
     (folder / "notes").mkdir(parents=True)
     (folder / "a.txt").write_text("The village hall got a shared battery that stores the roofs' solar power.")
-    (folder / "notes" / "b.md").write_text(
-        "# Wind\n\nTwo small turbines were added on the ridge in spring."
-    )
+    (folder / "notes" / "b.md").write_text("# Wind\n\nTwo small turbines were added on the ridge in spring.")
     (folder / "empty.txt").write_bytes(b"")
     (folder / ".hidden.txt").write_text("never read")
     out = tmp_path / "results.jsonl"
