@@ -194,18 +194,24 @@ class RemoteEngine(Engine):
 
     def _call(self, request: Callable[[], T]) -> T:
         """Run a request; the client retries on its own, then this waits out a server that is away a while."""
-        for attempt, wait in enumerate((*self.reconnect_waits_s, None), start=1):
+        for wait in self.reconnect_waits_s:
             try:
-                return request()
-            except openai.APIConnectionError as exc:  # timeouts too
-                if wait is None:
-                    raise EngineUnavailable(
-                        f"The model server at {self.base_url} is unreachable after {attempt} attempts: {exc}"
-                    ) from exc
+                return self._once(request)
+            except openai.APIConnectionError:  # timeouts too
                 time.sleep(wait)
-            except openai.APIStatusError as exc:
-                reason = f"The model server at {self.base_url} answered {exc.status_code}: {exc.message}"
-                if exc.status_code >= 500 or exc.status_code == 429:
-                    raise EngineUnavailable(reason) from exc
-                raise EngineRequestRefused(reason) from exc
-        raise AssertionError("unreachable")
+        try:
+            return self._once(request)
+        except openai.APIConnectionError as exc:
+            attempts = len(self.reconnect_waits_s) + 1
+            raise EngineUnavailable(
+                f"The model server at {self.base_url} is unreachable after {attempts} attempts: {exc}"
+            ) from exc
+
+    def _once(self, request: Callable[[], T]) -> T:
+        try:
+            return request()
+        except openai.APIStatusError as exc:
+            reason = f"The model server at {self.base_url} answered {exc.status_code}: {exc.message}"
+            if exc.status_code >= 500 or exc.status_code == 429:
+                raise EngineUnavailable(reason) from exc
+            raise EngineRequestRefused(reason) from exc
