@@ -103,5 +103,7 @@ def get_tokenizer() -> "PreTrainedTokenizerBase | RemoteTokenizer":
     if is_remote(settings.model):
         from docproc.engine.remote import RemoteTokenizer
 
-        return RemoteTokenizer(settings.model, settings.remote_model_name, settings.remote_tokenizer)
+        return RemoteTokenizer(
+            settings.model, settings.remote_model_name, settings.remote_tokenizer, settings.remote_api_key
+        )
     return AutoTokenizer.from_pretrained(resolve_model(settings.model))

@@ -95,8 +95,11 @@ class ServerTokenizer:
 class RemoteTokenizer:
     """The remote model's tokenizer, chosen on first use (see the module's docstring)."""
 
-    def __init__(self, base_url: str, model: str | None, local_path: Path | None) -> None:
+    def __init__(
+        self, base_url: str, model: str | None, local_path: Path | None, api_key: str = "EMPTY"
+    ) -> None:
         self.base_url, self.model, self.local_path = base_url.rstrip("/"), model, local_path
+        self.headers = {"Authorization": f"Bearer {api_key}"}
         self._backend: Tokenizer | None = None
 
     def backend(self) -> Tokenizer:
@@ -107,7 +110,9 @@ class RemoteTokenizer:
     def _choose(self) -> Tokenizer:
         if self.local_path is not None:
             return LocalTokenizer(self.local_path)
-        server = ServerTokenizer(self.base_url.removesuffix("/v1"), self.model, httpx.Client(timeout=60))
+        server = ServerTokenizer(
+            self.base_url.removesuffix("/v1"), self.model, httpx.Client(timeout=60, headers=self.headers)
+        )
         try:
             server.encode("probe")
         except httpx.HTTPStatusError:  # no such endpoint
@@ -155,7 +160,7 @@ class RemoteEngine(Engine):
         self.name = card.id
         self.context_tokens = int((card.model_extra or {}).get("max_model_len") or DEFAULT_CONTEXT_TOKENS)
         self.default_sampling = THINKING if "thinking" in self.name.lower() else INSTRUCT
-        self.tokenizer = RemoteTokenizer(self.base_url, self.name, tokenizer_path)
+        self.tokenizer = RemoteTokenizer(self.base_url, self.name, tokenizer_path, api_key)
         self.tokenizer.backend()
 
     def encode(self, text: str) -> list[int]:
