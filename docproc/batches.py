@@ -1,8 +1,9 @@
 """Batches: many jobs submitted together, modelled on OpenAI's Batch API.
 
-A batch holds no status of its own: its status, counts and timestamps are derived from its jobs' rows every
-time it is read, so they can never disagree with the jobs. Input lines that are refused are kept on the batch
-(line number, code, reason) and count as failed requests; the rest of the batch runs.
+A batch stores no status: its status, counts and finishing times are derived from its jobs' rows every time
+it is read, so they can never disagree with the jobs (only creation, validation and cancel times are stored).
+Input lines that are refused are kept on the batch (line number, code, reason) and count as failed requests;
+the rest of the batch runs.
 """
 
 import json
