@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -49,12 +50,31 @@ def serve(host: str, port: int, with_worker: bool) -> None:
 )
 @click.option("--queues", default="jobs,batch", show_default=True)
 @click.option("--loglevel", default="info", show_default=True)
-def worker(concurrency: int | None, queues: str, loglevel: str) -> None:
-    """Run a Celery worker: one model per process, loaded once."""
-    from workers.celery_app import app
-
+@click.option("--hostname", default=None, help="Celery node name (default celery@HOST).")
+def worker(concurrency: int | None, queues: str, loglevel: str, hostname: str | None) -> None:
+    """Run workers: each a process with one model, loaded once, running one job at a time."""
     processes = concurrency or get_settings().worker_concurrency
-    app.worker_main(["worker", "-Q", queues, "--concurrency", str(processes), "--loglevel", loglevel])
+    if processes == 1:
+        from workers.celery_app import app
+
+        # The solo pool runs jobs in this process: forking a process that has loaded torch can leave the
+        # child's OpenMP thread pool hung, so concurrency means several such processes instead.
+        name = ["--hostname", hostname] if hostname else []
+        app.worker_main(["worker", "-Q", queues, "--pool", "solo", "--loglevel", loglevel, *name])
+        return
+    command = [sys.executable, "-m", "docproc.cli", "worker", "--concurrency", "1", "--queues", queues]
+    children = [
+        subprocess.Popen([*command, "--loglevel", loglevel, "--hostname", f"worker{i}@%h"])
+        for i in range(processes)
+    ]
+
+    def forward(signum: int, _: object) -> None:
+        for child in children:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    sys.exit(max(child.wait() for child in children))
 
 
 @main.group()

@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus" / "pdf"
 SAMPLE_PDF = REPO / "docproc" / "samples" / "solar-cooperative-report.pdf"
 POSTGRES_ADMIN_URL = os.environ.get("DOCPROC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("DOCPROC_TEST_REDIS", "redis://127.0.0.1:6379/11")
+# A database number of its own per test session, so that concurrent sessions do not take each other's tasks.
+REDIS_URL = os.environ.get("DOCPROC_TEST_REDIS", f"redis://127.0.0.1:6379/{1 + os.getpid() % 15}")
 # The default model is converted from GGUF once per machine, not once per test.
 MODELS_DIR = Path(
     os.environ.get("DOCPROC_TEST_MODELS_DIR", Path.home() / ".cache" / "docproc-tests" / "models")

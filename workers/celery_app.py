@@ -23,7 +23,6 @@ app.conf.update(
     # Jobs can run for hours: a redelivery after this long is harmless (the job lease stops a second run),
     # and a dead worker's jobs are picked up sooner by the lease sweeper in workers.tasks.
     broker_transport_options={"visibility_timeout": 12 * 3600},
-    worker_hijack_root_logger=False,
 )
 
 

@@ -87,11 +87,14 @@ def get_engine() -> Engine:
             api_key=settings.remote_api_key,
             tokenizer_path=settings.remote_tokenizer,
         )
+    path, name = resolve_model(settings.model), model_name(settings.model)
+    from docproc.engine.hybrid import HybridEngine, is_hybrid_checkpoint
+
+    if is_hybrid_checkpoint(path):
+        return HybridEngine(path, name=name, device=settings.device)
     from docproc.engine.transformers_engine import TransformersEngine
 
-    return TransformersEngine(
-        resolve_model(settings.model), device=settings.device, name=model_name(settings.model)
-    )
+    return TransformersEngine(path, name=name, device=settings.device)
 
 
 @cache

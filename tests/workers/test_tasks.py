@@ -29,7 +29,7 @@ def test_killed_worker_job_is_finished_by_another(database_url: str, tmp_path: P
                 time.sleep(0.2)
             done_at_kill = view["progress"]["tokens_done"]
             service.kill(first)
-            checkpoint = tmp_path / "data" / "states" / "jobs" / f"{job['id']}.json"
+            checkpoint = tmp_path / "data" / "states" / "jobs" / job["id"] / "partials.json"
             assert checkpoint.exists()
 
             service.start_worker()

@@ -1,4 +1,4 @@
-"""Jobs end to end: HTTP API, a real worker process on Redis, the real default model, SQLite and PostgreSQL."""
+"""Jobs end to end: HTTP API, a real worker process on Redis, the real default model, SQLite + PostgreSQL."""
 
 import time
 from collections.abc import Iterator
