@@ -159,6 +159,8 @@ def _summarize_streaming(
         state = (
             engine.load_state(workspace.read_state) if workspace.read_state.exists() else engine.new_state()
         )
+        if state.position:
+            log.info("resuming the read at token %d of %d", state.position, len(ids))
         saved_at = state.position
 
         def after_chunk(position: int) -> None:
