@@ -15,7 +15,8 @@ import psycopg
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus" / "pdf"
+# The corpus of real PDFs lies beside the checkout (../shared); DOCPROC_TEST_CORPUS points elsewhere.
+CORPUS = Path(os.environ.get("DOCPROC_TEST_CORPUS", REPO.parent / "shared" / "corpus" / "pdf"))
 SAMPLE_PDF = REPO / "docproc" / "samples" / "solar-cooperative-report.pdf"
 POSTGRES_ADMIN_URL = os.environ.get("DOCPROC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 # A database number of its own per test session, so that concurrent sessions do not take each other's tasks.

@@ -44,10 +44,23 @@ def _dot(a, b, DOT_DTYPE: tl.constexpr, EMULATE_DOT_DTYPE: tl.constexpr, PRECISI
 
 @triton.jit
 def _chunk_prepare_kernel(
-    k_ptr, v_ptr, g_ptr, beta_ptr,  # [B, T, H, K], [B, T, HV, V], [B, T, HV], [B, T, HV]
-    w_ptr, u_ptr, g_cum_ptr,  # out: [B, T, HV, K], [B, T, HV, V] in the input dtype, [B, T, HV] float32
-    T, H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, L2NORM: tl.constexpr, PRECISION: tl.constexpr,
+    k_ptr,
+    v_ptr,
+    g_ptr,
+    beta_ptr,  # [B, T, H, K], [B, T, HV, V], [B, T, HV], [B, T, HV]
+    w_ptr,
+    u_ptr,
+    g_cum_ptr,  # out: [B, T, HV, K], [B, T, HV, V] in the input dtype, [B, T, HV] float32
+    T,
+    H: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    C: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    L2NORM: tl.constexpr,
+    PRECISION: tl.constexpr,
 ):
     chunk, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # int64: offsets pass 2**31 at long T
     b, hv = bh // HV, bh % HV
@@ -76,27 +89,48 @@ def _chunk_prepare_kernel(
     w = tl.dot(a, k_beta * tl.exp(g_cum)[:, None], input_precision=PRECISION)  # [C, BK]
     cols_k = tl.arange(0, BK)
     w_rows = w_ptr + ((b * T + rows) * HV + hv) * K
-    tl.store(w_rows[:, None] + cols_k[None, :], w.to(w_ptr.dtype.element_ty),
-             mask=row_ok[:, None] & (cols_k[None, :] < K))
+    tl.store(
+        w_rows[:, None] + cols_k[None, :],
+        w.to(w_ptr.dtype.element_ty),
+        mask=row_ok[:, None] & (cols_k[None, :] < K),
+    )
     for v0 in range(0, V, BV):
         v = _load_rows(v_ptr + (b * T * HV + hv) * V + v0, t0, T, HV * V, V - v0, C, BV, False)  # [C, BV]
         u = tl.dot(a, v * beta[:, None], input_precision=PRECISION)
         cols_v = v0 + tl.arange(0, BV)
         u_rows = u_ptr + ((b * T + rows) * HV + hv) * V
-        tl.store(u_rows[:, None] + cols_v[None, :], u.to(u_ptr.dtype.element_ty),
-                 mask=row_ok[:, None] & (cols_v[None, :] < V))
+        tl.store(
+            u_rows[:, None] + cols_v[None, :],
+            u.to(u_ptr.dtype.element_ty),
+            mask=row_ok[:, None] & (cols_v[None, :] < V),
+        )
 
 
 @triton.jit
 def _chunk_state_kernel(
-    k_ptr, w_ptr, u_ptr, g_cum_ptr,  # [B, T, H, K], [B, T, HV, K], [B, T, HV, V], [B, T, HV]
+    k_ptr,
+    w_ptr,
+    u_ptr,
+    g_cum_ptr,  # [B, T, H, K], [B, T, HV, K], [B, T, HV, V], [B, T, HV]
     h0_ptr,  # [B, HV, K, V] float32 (read only when HAS_INITIAL_STATE)
-    h_ptr, v_new_ptr,  # out: [B, N, HV, K, V], [B, T, HV, V] in the input dtype
+    h_ptr,
+    v_new_ptr,  # out: [B, N, HV, K, V], [B, T, HV, V] in the input dtype
     ht_ptr,  # out: [B, HV, K, V] float32 (written only when STORE_FINAL_STATE)
-    T, N, H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, L2NORM: tl.constexpr, PRECISION: tl.constexpr,
-    DOT_DTYPE: tl.constexpr, EMULATE_DOT_DTYPE: tl.constexpr,
-    HAS_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
+    T,
+    N,
+    H: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    C: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    L2NORM: tl.constexpr,
+    PRECISION: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    EMULATE_DOT_DTYPE: tl.constexpr,
+    HAS_INITIAL_STATE: tl.constexpr,
+    STORE_FINAL_STATE: tl.constexpr,
 ):
     v_block, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)
     b, hv = bh // HV, bh % HV
@@ -117,12 +151,16 @@ def _chunk_state_kernel(
         row_ok = rows < T
         tl.store(h_ptr + ((b * N + n) * HV + hv) * K * V + state_offsets, state.to(dtype), mask=state_mask)
         w = _load_rows(w_ptr + (b * T * HV + hv) * K, t0, T, HV * K, K, C, BK, False)  # [C, BK]
-        u = _load_rows(u_ptr + (b * T * HV + hv) * V + v_block * BV, t0, T, HV * V, V - v_block * BV,
-                       C, BV, False)  # [C, BV]
+        u = _load_rows(
+            u_ptr + (b * T * HV + hv) * V + v_block * BV, t0, T, HV * V, V - v_block * BV, C, BV, False
+        )  # [C, BV]
         v_new = u - _dot(w, state, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION)  # [C, BV]
         v_new_rows = v_new_ptr + ((b * T + rows) * HV + hv) * V
-        tl.store(v_new_rows[:, None] + cols_v[None, :], v_new.to(dtype),
-                 mask=row_ok[:, None] & (cols_v[None, :] < V))
+        tl.store(
+            v_new_rows[:, None] + cols_v[None, :],
+            v_new.to(dtype),
+            mask=row_ok[:, None] & (cols_v[None, :] < V),
+        )
 
         g_cum = tl.load(g_cum_ptr + (b * T + rows) * HV + hv, mask=row_ok, other=0.0)  # [C]
         g_last = tl.load(g_cum_ptr + (b * T + tl.minimum(t0 + C, T) - 1) * HV + hv)
@@ -138,11 +176,26 @@ def _chunk_state_kernel(
 
 @triton.jit
 def _chunk_output_kernel(
-    q_ptr, k_ptr, h_ptr, v_new_ptr, g_cum_ptr,  # as in _chunk_state_kernel
+    q_ptr,
+    k_ptr,
+    h_ptr,
+    v_new_ptr,
+    g_cum_ptr,  # as in _chunk_state_kernel
     o_ptr,  # out: [B, T, HV, V] in v's dtype
-    scale, T, N, H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, L2NORM: tl.constexpr, PRECISION: tl.constexpr,
-    DOT_DTYPE: tl.constexpr, EMULATE_DOT_DTYPE: tl.constexpr,
+    scale,
+    T,
+    N,
+    H: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    C: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    L2NORM: tl.constexpr,
+    PRECISION: tl.constexpr,
+    DOT_DTYPE: tl.constexpr,
+    EMULATE_DOT_DTYPE: tl.constexpr,
 ):
     chunk, bh, v_block = tl.program_id(0), tl.program_id(1).to(tl.int64), tl.program_id(2)
     b, hv = bh // HV, bh % HV
@@ -156,10 +209,14 @@ def _chunk_output_kernel(
     k = _load_rows(k_ptr + (b * T * H + h) * K, t0, T, H * K, K, C, BK, L2NORM)  # [C, BK]
     g_cum = tl.load(g_cum_ptr + (b * T + rows) * HV + hv, mask=row_ok, other=0.0)  # [C]
     state_mask = (cols_k[:, None] < K) & (cols_v[None, :] < V)
-    state = tl.load(h_ptr + ((b * N + chunk) * HV + hv) * K * V + cols_k[:, None] * V + cols_v[None, :],
-                    mask=state_mask, other=0.0)  # [BK, BV], the state at the chunk start
-    v_new = _load_rows(v_new_ptr + (b * T * HV + hv) * V + v_block * BV, t0, T, HV * V, V - v_block * BV,
-                       C, BV, False)  # [C, BV]
+    state = tl.load(
+        h_ptr + ((b * N + chunk) * HV + hv) * K * V + cols_k[:, None] * V + cols_v[None, :],
+        mask=state_mask,
+        other=0.0,
+    )  # [BK, BV], the state at the chunk start
+    v_new = _load_rows(
+        v_new_ptr + (b * T * HV + hv) * V + v_block * BV, t0, T, HV * V, V - v_block * BV, C, BV, False
+    )  # [C, BV]
 
     i = tl.arange(0, C)
     causal = i[:, None] >= i[None, :]
@@ -168,8 +225,11 @@ def _chunk_output_kernel(
     o = _dot(q * tl.exp(g_cum)[:, None], state, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION)
     o += _dot(attn, v_new, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION)
     o_rows = o_ptr + ((b * T + rows) * HV + hv) * V
-    tl.store(o_rows[:, None] + cols_v[None, :], o.to(o_ptr.dtype.element_ty),
-             mask=row_ok[:, None] & (cols_v[None, :] < V))
+    tl.store(
+        o_rows[:, None] + cols_v[None, :],
+        o.to(o_ptr.dtype.element_ty),
+        mask=row_ok[:, None] & (cols_v[None, :] < V),
+    )
 
 
 _DOT_DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
@@ -204,8 +264,16 @@ def chunk_gated_delta_rule_triton(
     BV_SCAN = _block(V, 32)
     q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
     precision = "ieee" if q.dtype == torch.float32 else "tf32"
-    common = {"H": H, "HV": HV, "K": K, "V": V, "C": C, "BK": BK, "L2NORM": use_qk_l2norm_in_kernel,
-              "PRECISION": precision}
+    common = {
+        "H": H,
+        "HV": HV,
+        "K": K,
+        "V": V,
+        "C": C,
+        "BK": BK,
+        "L2NORM": use_qk_l2norm_in_kernel,
+        "PRECISION": precision,
+    }
     emulate = isinstance(_chunk_state_kernel, InterpretedFunction) and q.dtype != torch.float32
     dot_dtype = {"DOT_DTYPE": _DOT_DTYPES[q.dtype], "EMULATE_DOT_DTYPE": emulate}
 
@@ -221,9 +289,21 @@ def chunk_gated_delta_rule_triton(
     )
     h0 = initial_state.contiguous() if initial_state is not None else None
     _chunk_state_kernel[(triton.cdiv(V, BV_SCAN), B * HV)](
-        k, w, u, g_cum, h0, h, v_new, final_state, T, N, BV=BV_SCAN,
-        HAS_INITIAL_STATE=initial_state is not None, STORE_FINAL_STATE=output_final_state,
-        **common, **dot_dtype,
+        k,
+        w,
+        u,
+        g_cum,
+        h0,
+        h,
+        v_new,
+        final_state,
+        T,
+        N,
+        BV=BV_SCAN,
+        HAS_INITIAL_STATE=initial_state is not None,
+        STORE_FINAL_STATE=output_final_state,
+        **common,
+        **dot_dtype,
     )
 
     o = torch.empty(B, T, HV, V, dtype=v.dtype, device=v.device)

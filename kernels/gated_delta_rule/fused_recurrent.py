@@ -8,13 +8,25 @@ import triton.language as tl
 
 @triton.jit
 def _fused_recurrent_kernel(
-    q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr,  # [B, T, H, K], [B, T, H, K], [B, T, HV, V], [B, T, HV], [B, T, HV]
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    g_ptr,
+    beta_ptr,  # [B, T, H, K], [B, T, H, K], [B, T, HV, V], [B, T, HV], [B, T, HV]
     h0_ptr,  # [B, HV, K, V] float32 (read only when HAS_INITIAL_STATE)
     o_ptr,  # out: [B, T, HV, V] in v's dtype
     ht_ptr,  # out: [B, HV, K, V] float32 (written only when STORE_FINAL_STATE)
-    scale, T, H: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BK: tl.constexpr, BV: tl.constexpr, L2NORM: tl.constexpr,
-    HAS_INITIAL_STATE: tl.constexpr, STORE_FINAL_STATE: tl.constexpr,
+    scale,
+    T,
+    H: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    L2NORM: tl.constexpr,
+    HAS_INITIAL_STATE: tl.constexpr,
+    STORE_FINAL_STATE: tl.constexpr,
 ):
     v_block, bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # int64: offsets pass 2**31 at long T
     b, hv = bh // HV, bh % HV
@@ -73,8 +85,24 @@ def fused_recurrent_gated_delta_rule_triton(
     )
     h0 = initial_state.contiguous() if initial_state is not None else None
     _fused_recurrent_kernel[(triton.cdiv(V, BV), B * HV)](
-        q, k, v, g, beta, h0, o, final_state, scale, T, H=H, HV=HV, K=K, V=V, BK=BK, BV=BV,
-        L2NORM=use_qk_l2norm_in_kernel, HAS_INITIAL_STATE=initial_state is not None,
+        q,
+        k,
+        v,
+        g,
+        beta,
+        h0,
+        o,
+        final_state,
+        scale,
+        T,
+        H=H,
+        HV=HV,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=BV,
+        L2NORM=use_qk_l2norm_in_kernel,
+        HAS_INITIAL_STATE=initial_state is not None,
         STORE_FINAL_STATE=output_final_state,
     )
     return o, final_state

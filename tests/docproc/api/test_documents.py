@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CORPUS, SAMPLE_PDF, Service
+from tests.docproc.ingestion.pdfs import CORPUS_PASSWORD
+from tests.docproc.ingestion.pdfs import ENCRYPTED as ENCRYPTED_PDF
 
-ENCRYPTED = CORPUS / "005-libreoffice-writer-password" / "libreoffice-writer-password.pdf"
-# Named in the corpus README (from the upstream py-pdf/sample-files README).
-ENCRYPTED_PASSWORD = "openpassword"
+ENCRYPTED = CORPUS / ENCRYPTED_PDF
 
 
 def upload(client, name: str, content: bytes, password: str | None = None):
@@ -132,7 +132,7 @@ def test_encrypted_pdf_needs_the_right_password(api: Service) -> None:
         assert missing.status_code == 422 and missing.json()["detail"]["code"] == "password_required"
         wrong = upload(client, "secret.pdf", ENCRYPTED.read_bytes(), password="not-it")
         assert wrong.status_code == 422 and wrong.json()["detail"]["code"] == "wrong_password"
-        right = upload(client, "secret.pdf", ENCRYPTED.read_bytes(), password=ENCRYPTED_PASSWORD)
+        right = upload(client, "secret.pdf", ENCRYPTED.read_bytes(), password=CORPUS_PASSWORD)
         assert right.status_code == 201, right.text
         assert right.json()["pages"] == 1
 

@@ -8,7 +8,8 @@ import pytest
 from pypdf import PdfWriter
 from pypdf.generic import ArrayObject, DictionaryObject, NameObject, NumberObject, StreamObject
 
-CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "pdf"
+from tests.conftest import CORPUS
+
 CORPUS_PASSWORD = "openpassword"  # corpus README: the LibreOffice test file's password
 ENCRYPTED = "005-libreoffice-writer-password/libreoffice-writer-password.pdf"
 FOUR_PAGES = "004-pdflatex-4-pages/pdflatex-4-pages.pdf"
