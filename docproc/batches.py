@@ -178,17 +178,11 @@ def _items(batch_id: str) -> Select:
 
 
 def get_batch(session: Session, owner: str | None, batch_id: str) -> Batch:
-    batch = session.get(Batch, batch_id)
-    if batch is None or batch.owner != owner:
-        raise service.not_found("batch", batch_id)
-    return batch
+    return service.owned(session, Batch, owner, batch_id)
 
 
 def list_batches(session: Session, owner: str | None, limit: int, offset: int) -> tuple[list[Batch], int]:
-    query = select(Batch).where(Batch.owner == owner)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = session.scalars(query.order_by(Batch.created_at.desc(), Batch.id).limit(limit).offset(offset))
-    return list(page), total
+    return service.newest_first(session, select(Batch).where(Batch.owner == owner), limit, offset)
 
 
 def states(session: Session, batches: Sequence[Batch]) -> dict[str, BatchState]:

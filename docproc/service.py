@@ -2,20 +2,22 @@
 
 import shutil
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from docproc.engine import get_tokenizer
 from docproc.ingestion import IngestionError, extract
-from docproc.models import Document, DocumentPage, Job, JobStatus, utcnow
+from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, utcnow
 from docproc.pipeline import SummarizeOptions
 from docproc.settings import get_settings
 from docproc.storage import UploadTooLarge, blob_path, save_blob
 
 TASKS = {"summarize": SummarizeOptions}
+
+Owned = TypeVar("Owned", Document, Job, Batch)
 
 
 class ServiceError(Exception):
@@ -75,22 +77,32 @@ def _drop_blob_if_unused(session: Session, sha256: str) -> None:
         blob_path(get_settings().blob_dir, sha256).unlink(missing_ok=True)
 
 
+def owned(session: Session, model: type[Owned], owner: str | None, item_id: str) -> Owned:
+    """The row with this id if this owner may see it; 404 otherwise (whether it exists or not)."""
+    item = session.get(model, item_id)
+    if item is None or item.owner != owner:
+        raise not_found(model.__name__.lower(), item_id)
+    return item
+
+
+def newest_first(
+    session: Session, query: Select[tuple[Owned]], limit: int, offset: int
+) -> tuple[list[Owned], int]:
+    """One page of a listing, newest first, and the total count."""
+    model = query.column_descriptions[0]["entity"]
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = session.scalars(query.order_by(model.created_at.desc(), model.id).limit(limit).offset(offset))
+    return list(page), total
+
+
 def get_document(session: Session, owner: str | None, document_id: str) -> Document:
-    document = session.get(Document, document_id)
-    if document is None or document.owner != owner:
-        raise not_found("document", document_id)
-    return document
+    return owned(session, Document, owner, document_id)
 
 
 def list_documents(
     session: Session, owner: str | None, limit: int, offset: int
 ) -> tuple[list[Document], int]:
-    query = select(Document).where(Document.owner == owner)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = session.scalars(
-        query.order_by(Document.created_at.desc(), Document.id).limit(limit).offset(offset)
-    )
-    return list(page), total
+    return newest_first(session, select(Document).where(Document.owner == owner), limit, offset)
 
 
 def delete_document(session: Session, owner: str | None, document_id: str) -> None:
@@ -128,10 +140,7 @@ def create_job(session: Session, owner: str | None, document_id: str, task: str,
 
 
 def get_job(session: Session, owner: str | None, job_id: str) -> Job:
-    job = session.get(Job, job_id)
-    if job is None or job.owner != owner:
-        raise not_found("job", job_id)
-    return job
+    return owned(session, Job, owner, job_id)
 
 
 def list_jobs(
@@ -140,9 +149,7 @@ def list_jobs(
     query = select(Job).where(Job.owner == owner)
     if document_id:
         query = query.where(Job.document_id == document_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset))
-    return list(page), total
+    return newest_first(session, query, limit, offset)
 
 
 def cancel_job(session: Session, owner: str | None, job_id: str) -> Job:
