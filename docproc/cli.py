@@ -94,9 +94,9 @@ def db_upgrade() -> None:
 @contextlib.contextmanager
 def _worker_process() -> Iterator[subprocess.Popen[bytes]]:
     """A worker in a child process for the duration of a command."""
+    log = (get_settings().data_dir / "worker.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "docproc.cli", "worker", "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL,
+        [sys.executable, "-m", "docproc.cli", "worker", "--loglevel", "warning"], stdout=log, stderr=log
     )
     try:
         yield process
