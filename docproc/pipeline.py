@@ -131,9 +131,13 @@ def summarize(
     return _summarize_hierarchically(engine, pages, options, progress, workspace, chunk_tokens)
 
 
-def _instruction(options: SummarizeOptions) -> str:
+def _instruction(options: SummarizeOptions, where: str) -> str:
     extra = f" {options.instructions.strip()}" if options.instructions else ""
-    return f"Summarize the document above in at most {options.max_words} words.{extra}"
+    return f"Summarize the {where} document in at most {options.max_words} words.{extra}"
+
+
+def _citing_pages(text: str, ranges: list[list[int]]) -> str:
+    return f"{text}\n\n(Drawn from pages {format_pages(ranges)}.)"
 
 
 def _summarize_streaming(
@@ -147,7 +151,7 @@ def _summarize_streaming(
 ) -> Summary:
     # Page markers let the model (and the reader) tie statements to pages.
     document = "\n\n".join(f"[Page {page.number}]\n{page.text}" for page in pages)
-    ids, suffix = engine.document_prompt(SYSTEM_PROMPT, document, _instruction(options))
+    ids, suffix = engine.document_prompt(SYSTEM_PROMPT, document, _instruction(options, "above"))
     if options.max_input_tokens is not None:
         ids = ids[: options.max_input_tokens]
     progress.started(len(ids))
@@ -177,7 +181,7 @@ def _summarize_streaming(
     max_new_tokens = int(options.max_words * 1.6) + 16
     answer = engine.answer(state, suffix, max_new_tokens, options.sampling(engine.default_sampling))
     source_pages = page_ranges([(page.number, page.number) for page in pages])
-    text = f"{answer.text}\n\n(Drawn from pages {format_pages(source_pages)}.)"
+    text = _citing_pages(answer.text, source_pages)
     return Summary(text, answer.thinking, answer.input_tokens, answer.output_tokens, source_pages)
 
 
@@ -214,8 +218,7 @@ def _summarize_hierarchically(
         partials = _partial_summaries(chunks, workspace.partial_summaries, progress, generate)
         notes = _combine(partials, engine, budget, generate)
         final = generate(_final_prompt(notes, options), options.max_words)
-    summary = f"{final.text}\n\n(Drawn from pages {format_pages(source_pages)}.)"
-    return Summary(summary, final.thinking, usage[0], usage[1], source_pages)
+    return Summary(_citing_pages(final.text, source_pages), final.thinking, usage[0], usage[1], source_pages)
 
 
 def _limited(chunks: Iterable[Chunk], max_tokens: int | None) -> list[Chunk]:
@@ -268,5 +271,4 @@ def _combine(
 
 
 def _final_prompt(text: str, options: SummarizeOptions) -> str:
-    extra = f" {options.instructions.strip()}" if options.instructions else ""
-    return f"Summarize the following document in at most {options.max_words} words.{extra}\n\n{text}"
+    return f"{_instruction(options, 'following')}\n\n{text}"
