@@ -27,6 +27,7 @@ from kernels import (
     chunk_gated_delta_rule,
     fused_recurrent_gated_delta_rule,
 )
+from model.memory import release_free_host_memory
 from model.sampling import INSTRUCT, Sampling, sample_next_token
 from model.state import HybridState, KVCache, LinearAttentionState
 
@@ -520,6 +521,7 @@ class HybridLM(nn.Module):
         for start in range(0, ids.numel(), chunk_size):
             chunk = ids[start : start + chunk_size].to(self.device)
             logits = self(chunk[None], state, last_only=True)[0, -1]
+            release_free_host_memory()
             if on_chunk is not None:
                 on_chunk(start + chunk.numel())
         return logits

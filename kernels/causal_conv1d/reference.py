@@ -16,24 +16,26 @@ def causal_conv1d_reference(
     output_final_state: bool,
     activation: str | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Shapes as in `kernels.causal_conv1d`; computes in float32."""
+    """Shapes as in `kernels.causal_conv1d`; computes in float32.
+
+    Time-major shifted multiply-adds rather than F.conv1d: for a width-4 depthwise filter these are four
+    streaming passes over contiguous memory, where conv1d needs channel-major copies in and out.
+    """
     B, T, D = x.shape
     W = weight.shape[1]
-    x_cf = x.transpose(1, 2)  # [B, D, T]
     if initial_state is None:
-        x_ext = F.pad(x_cf, (W - 1, 0))  # [B, D, W-1+T]
+        x_ext = F.pad(x, (0, 0, W - 1, 0))  # [B, W-1+T, D]
     else:
-        x_ext = torch.cat([initial_state.to(x.dtype), x_cf], dim=-1)
-    y = F.conv1d(
-        x_ext.to(torch.float32),
-        weight.to(torch.float32).unsqueeze(1),  # [D, 1, W]
-        None if bias is None else bias.to(torch.float32),
-        groups=D,
-    )  # [B, D, T]
+        x_ext = torch.cat([initial_state.to(x.dtype).transpose(1, 2), x], dim=1)
+    x32 = x_ext.to(torch.float32)  # [B, W-1+T, D]
+    weight_t = weight.to(torch.float32).t().contiguous()  # [W, D]
+    y = x32[:, :T] * weight_t[0] if bias is None else torch.addcmul(bias.float(), x32[:, :T], weight_t[0])
+    for w in range(1, W):
+        y = y.addcmul_(x32[:, w : w + T], weight_t[w])  # [B, T, D]
     if activation == "silu":
         y = F.silu(y)
-    final_state = last_inputs(x_ext, W) if output_final_state else None
-    return y.transpose(1, 2).to(x.dtype), final_state
+    final_state = last_inputs(x_ext.transpose(1, 2), W) if output_final_state else None
+    return y.to(x.dtype), final_state
 
 
 def last_inputs(x_ext: torch.Tensor, W: int) -> torch.Tensor:

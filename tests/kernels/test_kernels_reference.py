@@ -37,6 +37,20 @@ def test_gated_delta_rule_matches_transformers(T: int, H: int, HV: int, with_sta
     torch.testing.assert_close(s_rec, s_oracle_rec, atol=1e-5, rtol=1e-5)
 
 
+def test_gated_delta_rule_strong_decay_underflows_cleanly() -> None:
+    """Decays of e^-5..e^-20 a step drive in-chunk exponents far below float32's range (the reference clamps
+    them to stay on exp's fast path): still the oracle's numbers, nothing infinite or NaN."""
+    x = gated_delta_rule_inputs(B=1, T=130, H=2, HV=4, K=16, V=32, with_state=True)
+    g = -5 - 15 * torch.rand(x["g"].shape, generator=torch.Generator().manual_seed(1))
+    kwargs = {"initial_state": x["initial_state"], "output_final_state": True}
+    kwargs["use_qk_l2norm_in_kernel"] = True
+    o_oracle, s_oracle = oracle_chunk(x["q"], x["k"], x["v"], g, x["beta"], **kwargs)
+    o, s = chunk_gated_delta_rule(x["q"], x["k"], x["v"], g, x["beta"], **kwargs)
+    assert torch.isfinite(o).all() and torch.isfinite(s).all()
+    torch.testing.assert_close(o, o_oracle, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s, s_oracle, atol=1e-5, rtol=1e-5)
+
+
 def test_gated_delta_rule_scale_and_no_l2norm() -> None:
     # transformers always scales by K**-0.5: folding another scale into q gives the oracle for `scale`.
     x = gated_delta_rule_inputs(B=1, T=70, H=2, HV=2, K=16, V=16, with_state=False)
