@@ -2,8 +2,8 @@
 
 Each chunk allocates and frees the same ~100 MiB of temporaries, while KV blocks allocated in between live on.
 glibc keeps freed memory in its heap, fragmented around those blocks, so without a trim the resident size of
-a long read creeps upward by more than the KV cache it holds (measured: +48 MiB beyond the cache over 128K
-tokens of the bench config). `malloc_trim(0)` releases the free pages, so RSS is the live state plus one
+a long read creeps upward by more than the KV cache it holds (measured: +48 MiB beyond the cache within a
+128K-token read). `malloc_trim(0)` releases the free pages, so RSS is the live state plus one
 chunk's working set at any document length.
 """
 
