@@ -27,7 +27,7 @@ import torch
 
 RESULTS = Path(__file__).parent / "results"
 # hidden 256, 4 layers in Qwen3-Next's 3:1 linear/full pattern, 8 experts (top-2) with a shared expert. One
-# full-attention layer, because at 1M tokens its quadratic cost is nearly all of the run (~47 of ~50 min here).
+# full-attention layer, because at 1M tokens its quadratic cost is nearly all of the run (~50 min here).
 BENCH_CONFIG = {
     "hidden_size": 256,
     "intermediate_size": 512,
