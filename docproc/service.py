@@ -9,6 +9,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from docproc.engine import get_tokenizer
+from docproc.errors import ServiceError
 from docproc.ingestion import IngestionError, extract
 from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, utcnow
 from docproc.pipeline import SummarizeOptions
@@ -18,14 +19,6 @@ from docproc.storage import UploadTooLarge, blob_path, save_blob
 TASKS = {"summarize": SummarizeOptions}
 
 Owned = TypeVar("Owned", Document, Job, Batch)
-
-
-class ServiceError(Exception):
-    """A request the service refuses, with an HTTP status, a short code and a reason for the user."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def not_found(kind: str, item_id: str) -> ServiceError:
@@ -52,10 +45,9 @@ def add_document(
             max_pages=settings.max_pages,
             max_chars=settings.max_document_chars,
         )
-    except IngestionError as exc:
+    except IngestionError:
         _drop_blob_if_unused(session, sha256)
-        status = 415 if exc.code == "unsupported_type" else 422
-        raise ServiceError(status, exc.code, exc.message) from exc
+        raise
     tokenizer = get_tokenizer()
     document = Document(
         owner=owner,

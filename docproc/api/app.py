@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docproc.api.routes import batches, documents, jobs
 from docproc.engine import get_tokenizer
-from docproc.service import ServiceError
+from docproc.errors import ServiceError, error_envelope
 from docproc.settings import get_settings
 
 
@@ -55,7 +55,7 @@ class BodySizeLimit:
 
 def _too_large(max_bytes: int) -> JSONResponse:
     message = f"The upload exceeds the limit of {max_bytes} bytes."
-    return JSONResponse({"detail": {"code": "file_too_large", "message": message}}, status_code=413)
+    return JSONResponse(error_envelope("file_too_large", message), status_code=413)
 
 
 @asynccontextmanager
@@ -79,7 +79,9 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse({"detail": {"code": exc.code, "message": exc.message}}, status_code=exc.status)
+        return JSONResponse(
+            error_envelope(exc.code, exc.message), status_code=exc.status, headers=exc.headers
+        )
 
     @app.get("/healthz", tags=["health"])
     def health() -> dict[str, str]:

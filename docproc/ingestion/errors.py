@@ -1,14 +1,22 @@
 """Ingestion failures: each has a short snake_case `code` for clients and a user-facing `message`."""
 
+from typing import Any
 
-class IngestionError(Exception):
-    """A document that cannot be turned into text. Subclasses name the reason."""
+from docproc.errors import ServiceError
+
+
+class IngestionError(ServiceError):
+    """A document that cannot be turned into text (422 unless a subclass says otherwise). Subclasses name the
+    reason."""
 
     code = "ingestion_error"
+    status = 422
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(type(self).status, type(self).code, message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message,))
 
 
 class EmptyFileError(IngestionError):
@@ -17,6 +25,7 @@ class EmptyFileError(IngestionError):
 
 class UnsupportedTypeError(IngestionError):
     code = "unsupported_type"
+    status = 415
 
 
 class NoTextError(IngestionError):
