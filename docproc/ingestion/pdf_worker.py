@@ -8,11 +8,12 @@ talk to the parent with messages on a pipe:
     ("error", IngestionError)                   why a child stopped, its last message
 """
 
-import ctypes
 import os
 import re
 import resource
+import select
 import signal
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -63,7 +64,6 @@ _MAX_GARBAGE_SHARE = 0.1
 # A form XObject drawn by name in a content stream: "/Name Do" (a name may escape bytes as #xx).
 _DRAW_OPERATOR = re.compile(rb"/([^\s/\[\]()<>{}%]+)\s*Do(?![^\s/\[\]()<>{}%])")
 _NAME_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 Send = Callable[[tuple[Any, ...]], None]
 
@@ -71,9 +71,9 @@ Send = Callable[[tuple[Any, ...]], None]
 def child_main(
     connection: Connection, memory_bytes: int, cpu_seconds: int, job: Callable[..., None], *args: Any
 ) -> None:
-    """Entry point of every child: die with the fork server, limit memory and CPU time, run `job`, turn any
+    """Entry point of every child: die with the caller, limit memory and CPU time, run `job`, turn any
     failure into an "error" message."""
-    _die_with_parent()
+    _die_with_caller(connection)
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     try:
@@ -90,16 +90,22 @@ def child_main(
         connection.close()
 
 
-def _die_with_parent() -> None:
-    """Have the kernel kill this child when its parent, the fork server, ends. The fork server ends when the
-    process that uses it does (even by SIGKILL: it reads end-of-file on a pipe only that process holds), so
-    no parser outlives a killed API or worker process."""
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:  # the parent ended before the signal was armed
-        os._exit(1)
+def _die_with_caller(connection: Connection) -> None:
+    """Kill this child as soon as the process that started it ends, however it ends (SIGKILL included).
+
+    The child's parent is the fork server, not the caller, and the fork server outlives the caller while any
+    child lives, so the parent-death signal (prctl PR_SET_PDEATHSIG) cannot tell. The pipe to the caller
+    can: only the caller holds its reading end, and once that closes, polling the writing end reports an
+    error. A thread waits for that; a parser busy in C code releases the GIL to it.
+    """
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(connection.fileno(), 0)  # errors and hang-ups are always reported
+        poller.poll()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="die-with-caller", daemon=True).start()
 
 
 def out_of_memory_error(memory_bytes: int) -> ResourceLimitError:

@@ -341,3 +341,58 @@ def test_children_do_not_run_the_callers_main_module_again(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "4"
     assert log.read_text() == "main module ran\n"
+
+
+def _process_start(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time) of a live process; None once it has ended (a zombie has ended)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in "ZX" else (int(fields[1]), fields[19])
+
+
+def _started_at(pid: int) -> str | None:
+    return start[1] if (start := _process_start(pid)) else None
+
+
+def _descendants(pid: int) -> dict[int, tuple[int, str]]:
+    """Live descendants of `pid`: their parent pids and start times (so that a reused pid does not count)."""
+    found: dict[int, tuple[int, str]] = {}
+    parents = {pid}
+    while parents:
+        children = {
+            int(stat.parent.name): start
+            for stat in Path("/proc").glob("[0-9]*/stat")
+            if (start := _process_start(int(stat.parent.name))) and start[0] in parents
+        }
+        found |= children
+        parents = set(children) - parents
+    return found
+
+
+def test_parsers_die_with_a_killed_caller(tmp_path: Path) -> None:
+    # A caller killed with SIGKILL cannot clean up: its fork server and parsers must end by themselves,
+    # not parse on until their CPU-time limit.
+    slow = zlib_stream(text_operators("many words on a line to keep the parser busy", lines=20_000))
+    path = write_pdf(tmp_path / "slow.pdf", slow, pages=300)
+    script = "import sys; from docproc.ingestion import ParserLimits, extract; "
+    script += "extract(sys.argv[1], limits=ParserLimits(timeout_s=600), workers=2)"
+    caller = subprocess.Popen([sys.executable, "-c", script, str(path)], env=os.environ)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until both parsers (grandchildren: the fork server starts them) are at work
+            processes = _descendants(caller.pid)
+            if sum(parent != caller.pid for parent, _ in processes.values()) >= 2:
+                break
+            assert time.monotonic() < deadline and caller.poll() is None, "the parsers did not start"
+            time.sleep(0.1)
+    finally:
+        caller.kill()
+        caller.wait()
+    deadline = time.monotonic() + 20
+    while alive := [
+        pid for pid, (_, start) in processes.items() if (_process_start(pid) or (0, ""))[1] == start
+    ]:
+        assert time.monotonic() < deadline, f"processes {alive} outlived their killed caller"
+        time.sleep(0.1)
