@@ -63,7 +63,7 @@ os.register_at_fork(after_in_child=_forget_inherited_fork_server)
 class ParserLimits:
     """What one PDF may cost: see the matching settings in docproc.settings."""
 
-    timeout_s: float = 60.0
+    timeout_s: float = 120.0
     memory_bytes: int = 1 << 30
     max_inflated_bytes: int = 256 << 20
     max_form_draws_per_page: int = 50_000
