@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from docproc.engine import get_tokenizer
 from docproc.errors import ServiceError
-from docproc.ingestion import IngestionError, extract
+from docproc.ingestion import IngestionError, ParserLimits, ParserSlots, extract
 from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, utcnow
 from docproc.pipeline import SummarizeOptions
 from docproc.settings import get_settings
@@ -41,7 +41,15 @@ def add_document(
         extracted = extract(
             path,
             password=password,
-            timeout_s=settings.parse_timeout_s,
+            limits=ParserLimits(
+                timeout_s=settings.parse_timeout_s,
+                memory_bytes=settings.parser_memory_limit_bytes,
+                max_inflated_bytes=settings.max_inflated_pdf_bytes,
+                max_form_draws_per_page=settings.max_form_draws_per_page,
+                slots=ParserSlots(
+                    settings.parser_slot_dir, settings.max_parser_processes, settings.parser_wait_s
+                ),
+            ),
             max_pages=settings.max_pages,
             max_chars=settings.max_document_chars,
         )

@@ -1,5 +1,6 @@
 """One Settings object for the whole service, read from the environment (prefix ``DOCPROC_``)."""
 
+import os
 from functools import cache
 from pathlib import Path
 from typing import Annotated
@@ -38,7 +39,22 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 200 * 1024 * 1024
     max_pages: int = 5000
     max_document_chars: int = 50_000_000
+    # Wall-clock limit on reading one document; PDF parsers also get as many seconds of CPU time. The
+    # corpus's slowest PDF takes 0.7 s, a 2000-page one 13 s in one process (bench/ingestion/parser_peaks.py).
     parse_timeout_s: float = 120.0
+    # PDF parser processes running at once on the host, across every API and worker process sharing
+    # data_dir (slot files under data_dir/parser-slots; a dead process's slots free themselves). One upload
+    # uses one, plus free ones for big documents. Worst-case parser memory: this times the memory limit.
+    max_parser_processes: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    # An upload finding every parser slot busy waits this long, then gets 503 "busy" with Retry-After.
+    parser_wait_s: float = 5.0
+    # Address space of each PDF parser process (the corpus peaks at 72 MiB, a 2000-page PDF at 281 MiB).
+    parser_memory_limit_bytes: int = 1 << 30
+    # Bytes a PDF's streams may inflate to in all (images aside, which text extraction never decodes),
+    # checked before parsing (the corpus's most is 7.4 MiB).
+    max_inflated_pdf_bytes: int = 256 << 20
+    # Form XObject draws a PDF page may make, nested ones multiplied out: pdfium parses each draw afresh.
+    max_form_draws_per_page: int = 50_000
 
     # Tokens per chunk when a document is read in pieces (hierarchical summaries, streaming prefill).
     chunk_tokens: int = 1536
@@ -68,6 +84,10 @@ class Settings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.data_dir / "states"
+
+    @property
+    def parser_slot_dir(self) -> Path:
+        return self.data_dir / "parser-slots"
 
 
 @cache

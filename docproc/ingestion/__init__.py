@@ -12,10 +12,12 @@ from .errors import (
     EmptyFileError,
     EncryptedPdfError,
     ExtractionTimeoutError,
+    FormDrawLimitError,
     IngestionError,
     MalformedPdfError,
     NoTextError,
     NoTextLayerError,
+    ParserBusyError,
     PasswordRequiredError,
     ResourceLimitError,
     TextTooLongError,
@@ -24,9 +26,12 @@ from .errors import (
     UnsupportedTypeError,
     WrongPasswordError,
 )
-from .pdf import extract_pdf
+from .parser_slots import ParserSlots
+from .pdf import ParserLimits, extract_pdf
 from .sniff import PDF, sniff_content_type
 from .text import read_text_document
+
+DEFAULT_LIMITS = ParserLimits()
 
 __all__ = [
     "DecompressionBombError",
@@ -34,11 +39,15 @@ __all__ = [
     "EncryptedPdfError",
     "ExtractedDocument",
     "ExtractionTimeoutError",
+    "FormDrawLimitError",
     "IngestionError",
     "MalformedPdfError",
     "NoTextError",
     "NoTextLayerError",
     "Page",
+    "ParserBusyError",
+    "ParserLimits",
+    "ParserSlots",
     "PasswordRequiredError",
     "ResourceLimitError",
     "TextTooLongError",
@@ -55,17 +64,18 @@ def extract(
     path: Path,
     *,
     password: str | None = None,
-    timeout_s: float = 60.0,
+    limits: ParserLimits = DEFAULT_LIMITS,
     max_pages: int = 5000,
     max_chars: int = 50_000_000,
     workers: int | None = None,
 ) -> ExtractedDocument:
     """The text of the file at `path`, page by page, its type sniffed from its bytes.
 
-    PDFs are read in child processes (up to `workers`, default one per usable CPU, for big documents) under
-    `timeout_s`, with `password` for encrypted ones; other formats are one page. Raises an IngestionError
-    subclass (with `.code` and `.message`) for anything that yields no text, or too much (`max_pages`,
-    `max_chars`).
+    PDFs are read in child processes (up to `workers`, default one per usable CPU, for big documents) within
+    `limits` (time, memory, inflated bytes, form draws, host-wide parser slots), with `password` for encrypted
+    ones; other formats are one page. Raises an IngestionError subclass (with `.code` and `.message`) for
+    anything that yields no text, or too much (`max_pages`, `max_chars`), and ParserBusyError (503) when the
+    host's parser slots stay busy.
     """
     path = Path(path)
     content_type = sniff_content_type(path)
@@ -73,7 +83,7 @@ def extract(
         pages = extract_pdf(
             path,
             password=password,
-            timeout_s=timeout_s,
+            limits=limits,
             max_pages=max_pages,
             max_chars=max_chars,
             workers=workers,

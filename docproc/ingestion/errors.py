@@ -80,5 +80,26 @@ class ResourceLimitError(IngestionError):
     code = "resource_limit_exceeded"
 
 
+class FormDrawLimitError(ResourceLimitError):
+    """A page drawing form XObjects nested so deep and wide that parsing it would exhaust memory and time."""
+
+    code = "form_draw_limit_exceeded"
+
+
 class ExtractionTimeoutError(IngestionError):
     code = "extraction_timeout"
+
+
+class ParserBusyError(IngestionError):
+    """Every parser process the host allows is busy: the upload may be retried after `retry_after_s`."""
+
+    code = "busy"
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.retry_after_s))

@@ -3,7 +3,9 @@
 pdfium is fast but neither thread-safe nor safe against hostile files, so it never runs in the calling
 process: a lead child checks the file, opens it and reads the first share of the pages while further children
 (big documents only) read the rest. Every child has memory and CPU-time limits; past the deadline all are
-killed. A crashed or killed child becomes an IngestionError here; the caller never hangs or crashes.
+killed, and all die with the calling process. Given ParserSlots, children count against a host-wide bound:
+the lead child waits for a slot, further children only use slots free at the start. A crashed or killed
+child becomes an IngestionError here; the caller never hangs or crashes.
 """
 
 import copy
@@ -18,7 +20,8 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -33,6 +36,7 @@ from .errors import (
     NoTextLayerError,
     TextTooLongError,
 )
+from .parser_slots import HeldSlots, ParserSlots
 
 # Children fork from a small server process that has already imported pdfium and pypdf: fast to start, and
 # safe in a caller with threads (a plain fork of one is not).
@@ -55,19 +59,59 @@ def _forget_inherited_fork_server() -> None:
 os.register_at_fork(after_in_child=_forget_inherited_fork_server)
 
 
+@dataclass(frozen=True)
+class ParserLimits:
+    """What one PDF may cost: see the matching settings in docproc.settings."""
+
+    timeout_s: float = 120.0
+    memory_bytes: int = 1 << 30
+    max_inflated_bytes: int = 256 << 20
+    max_form_draws_per_page: int = 50_000
+    # None: no bound across calls (library use); the service passes the host-wide slots.
+    slots: ParserSlots | None = None
+
+
 def extract_pdf(
-    path: Path, *, password: str | None, timeout_s: float, max_pages: int, max_chars: int, workers: int | None
+    path: Path,
+    *,
+    password: str | None,
+    limits: ParserLimits,
+    max_pages: int,
+    max_chars: int,
+    workers: int | None,
 ) -> list[Page]:
     """The pages of the PDF at `path` with their normalised text; see `docproc.ingestion.extract`."""
     workers = workers or len(os.sched_getaffinity(0))
     texts_by_start: dict[int, list[str]] = {}
-    with _Children(timeout_s) as children:
-        children.start(pdf_worker.lead_job, path, password, max_pages, max_chars, workers)
+    held_slots: AbstractContextManager[HeldSlots | None] = (
+        limits.slots.hold(workers) if limits.slots else nullcontext()
+    )
+    with held_slots as held, _Children(limits) as children:
+        children.start(
+            pdf_worker.lead_job,
+            path,
+            password,
+            max_pages,
+            max_chars,
+            held.count if held else workers,  # no more children than slots
+            limits.max_inflated_bytes,
+            limits.max_form_draws_per_page,
+        )
         for message in children.messages():
             match message:
                 case ("plan", _, ranges):
+                    if held:
+                        held.keep(len(ranges))
                     for start, stop in ranges[1:]:
-                        children.start(pdf_worker.range_job, path, password, start, stop, max_chars)
+                        children.start(
+                            pdf_worker.range_job,
+                            path,
+                            password,
+                            start,
+                            stop,
+                            max_chars,
+                            limits.max_form_draws_per_page,
+                        )
                 case ("pages", start, texts):
                     texts_by_start[start] = texts
                 case ("error", error):
@@ -85,9 +129,10 @@ def extract_pdf(
 class _Children:
     """Child processes sharing one deadline, each with a pipe back; all are killed on leaving the block."""
 
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self.deadline = time.monotonic() + timeout_s
+    def __init__(self, limits: ParserLimits) -> None:
+        self.timeout_s = limits.timeout_s
+        self.memory_bytes = limits.memory_bytes
+        self.deadline = time.monotonic() + limits.timeout_s
         self.running: dict[Connection, BaseProcess] = {}  # children that have not sent their last message
         self.processes: list[BaseProcess] = []
 
@@ -109,7 +154,9 @@ class _Children:
         try:
             with _plain_start():
                 process = _CONTEXT.Process(
-                    target=pdf_worker.child_main, args=(sender, cpu_seconds, job, *args), daemon=True
+                    target=pdf_worker.child_main,
+                    args=(sender, self.memory_bytes, cpu_seconds, job, *args),
+                    daemon=True,
                 )
                 process.start()
         finally:
@@ -130,18 +177,17 @@ class _Children:
                 try:
                     message = connection.recv()
                 except EOFError:
-                    raise self._crash_error(self.running[connection], self.deadline) from None
+                    raise self._crash_error(self.running[connection]) from None
                 if message[0] != "plan":
                     del self.running[connection]
                     connection.close()
                 yield message
 
-    @staticmethod
-    def _crash_error(process: BaseProcess, deadline: float) -> IngestionError:
-        process.join(max(0.0, deadline - time.monotonic()))
+    def _crash_error(self, process: BaseProcess) -> IngestionError:
+        process.join(max(0.0, self.deadline - time.monotonic()))
         exit_code = process.exitcode or 0
         if -exit_code in _OUT_OF_MEMORY_SIGNALS:
-            return pdf_worker.out_of_memory_error()
+            return pdf_worker.out_of_memory_error(self.memory_bytes)
         return MalformedPdfError(
             f"The PDF parser crashed (exit code {exit_code}); the file is probably damaged."
         )

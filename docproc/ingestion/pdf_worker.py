@@ -8,9 +8,14 @@ talk to the parent with messages on a pipe:
     ("error", IngestionError)                   why a child stopped, its last message
 """
 
+import os
 import re
 import resource
+import select
+import signal
+import threading
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -23,6 +28,7 @@ import pypdfium2.raw as pdfium_c
 from .errors import (
     DecompressionBombError,
     EncryptedPdfError,
+    FormDrawLimitError,
     IngestionError,
     MalformedPdfError,
     PasswordRequiredError,
@@ -34,11 +40,8 @@ from .errors import (
 )
 from .normalize import normalize_text
 
-# Address space a child may use; past it pdfium aborts, which the parent reports as ResourceLimitError.
-MEMORY_LIMIT_BYTES = 2 << 30
-# A stream inflating past the first size, or past the second at a ratio above the third, is a bomb:
+# A stream inflating past this size at a ratio above the next is a bomb even within the document's budget:
 # text-bearing streams are far smaller, and big real images do not compress 100:1.
-MAX_INFLATED_STREAM_BYTES = 256 << 20
 SUSPICIOUS_INFLATED_STREAM_BYTES = 32 << 20
 MAX_INFLATE_RATIO = 100
 # Below this many pages per process, starting another process costs more than it saves.
@@ -58,21 +61,27 @@ _RIGHT_TO_LEFT = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
 # Characters that mean a glyph had no usable Unicode mapping.
 _GARBAGE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd\ue000-\uf8ff]")
 _MAX_GARBAGE_SHARE = 0.1
+# A form XObject drawn by name in a content stream: "/Name Do" (a name may escape bytes as #xx).
+_DRAW_OPERATOR = re.compile(rb"/([^\s/\[\]()<>{}%]+)\s*Do(?![^\s/\[\]()<>{}%])")
+_NAME_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
 
 Send = Callable[[tuple[Any, ...]], None]
 
 
-def child_main(connection: Connection, cpu_seconds: int, job: Callable[..., None], *args: Any) -> None:
-    """Entry point of every child: limit memory and CPU time, run `job`, turn any failure into an "error"
-    message."""
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+def child_main(
+    connection: Connection, memory_bytes: int, cpu_seconds: int, job: Callable[..., None], *args: Any
+) -> None:
+    """Entry point of every child: die with the caller, limit memory and CPU time, run `job`, turn any
+    failure into an "error" message."""
+    _die_with_caller(connection)
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     try:
         job(connection.send, *args)
     except IngestionError as error:
         connection.send(("error", error))
     except MemoryError:
-        connection.send(("error", out_of_memory_error()))
+        connection.send(("error", out_of_memory_error(memory_bytes)))
     except Exception as error:  # whatever a parser trips over in a hostile file is a file problem
         connection.send(
             ("error", MalformedPdfError(f"The PDF could not be read ({type(error).__name__}: {error})."))
@@ -81,18 +90,43 @@ def child_main(connection: Connection, cpu_seconds: int, job: Callable[..., None
         connection.close()
 
 
-def out_of_memory_error() -> ResourceLimitError:
+def _die_with_caller(connection: Connection) -> None:
+    """Kill this child as soon as the process that started it ends, however it ends (SIGKILL included).
+
+    The child's parent is the fork server, not the caller, and the fork server outlives the caller while any
+    child lives, so the parent-death signal (prctl PR_SET_PDEATHSIG) cannot tell. The pipe to the caller
+    can: only the caller holds its reading end, and once that closes, polling the writing end reports an
+    error. A thread waits for that; a parser busy in C code releases the GIL to it.
+    """
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(connection.fileno(), 0)  # errors and hang-ups are always reported
+        poller.poll()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="die-with-caller", daemon=True).start()
+
+
+def out_of_memory_error(memory_bytes: int) -> ResourceLimitError:
     return ResourceLimitError(
-        f"Reading the PDF needed more than the {MEMORY_LIMIT_BYTES >> 20} MiB of memory allowed; "
+        f"Reading the PDF needed more than the {memory_bytes >> 20} MiB of memory allowed; "
         "the file may be a decompression bomb."
     )
 
 
 def lead_job(
-    send: Send, path: Path, password: str | None, max_pages: int, max_chars: int, workers: int
+    send: Send,
+    path: Path,
+    password: str | None,
+    max_pages: int,
+    max_chars: int,
+    workers: int,
+    max_inflated_bytes: int,
+    max_form_draws: int,
 ) -> None:
     """Check the file, open it, plan who reads which pages, and read the first share."""
-    check_structure(path.read_bytes())
+    check_structure(path.read_bytes(), max_inflated_bytes)
     try:
         document = open_with_pdfium(path, password)
     except MalformedPdfError as pdfium_error:
@@ -105,14 +139,15 @@ def lead_job(
     ranges = split_pages(page_count, workers)
     send(("plan", page_count, ranges))
     start, stop = ranges[0]
-    send(("pages", start, read_pages(document, path, password, start, stop, max_chars)))
+    send(("pages", start, read_pages(document, path, password, start, stop, max_chars, max_form_draws)))
 
 
-def range_job(send: Send, path: Path, password: str | None, start: int, stop: int, max_chars: int) -> None:
+def range_job(
+    send: Send, path: Path, password: str | None, start: int, stop: int, max_chars: int, max_form_draws: int
+) -> None:
     """Read pages [start, stop) of a document the lead child has already checked."""
-    send(
-        ("pages", start, read_pages(open_with_pdfium(path, password), path, password, start, stop, max_chars))
-    )
+    document = open_with_pdfium(path, password)
+    send(("pages", start, read_pages(document, path, password, start, stop, max_chars, max_form_draws)))
 
 
 def split_pages(page_count: int, workers: int) -> list[tuple[int, int]]:
@@ -122,8 +157,9 @@ def split_pages(page_count: int, workers: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def check_structure(data: bytes) -> None:
-    """Refuse a cut-off file and streams that inflate to bombs, before any parser sees them."""
+def check_structure(data: bytes, max_inflated_bytes: int) -> None:
+    """Refuse a cut-off file, streams that inflate to bombs, and streams that together inflate past
+    `max_inflated_bytes`, before any parser sees them."""
     if b"%%EOF" not in data[-EOF_MARKER_WINDOW:]:
         raise TruncatedPdfError(
             "The PDF is truncated (it has no end-of-file marker); the upload may be incomplete."
@@ -133,27 +169,33 @@ def check_structure(data: bytes) -> None:
     # is to look before one inflates anything. Streams this cannot inflate (other filters, encryption) pass,
     # and so do images: text extraction never decodes their pixels, and inflating them would cost more than
     # the extraction itself. A bomb slipping through still meets the memory limit.
+    total_inflated = 0
     for match in _STREAM_START.finditer(data):
         header = data[max(0, match.start() - _DICTIONARY_LOOKBACK) : match.start()]
         if header.endswith(b"end") or _IMAGE_DICTIONARY.search(header[header.rfind(b"obj") :]):
             continue
-        inflated, consumed = _inflated_size(view[match.end() :])
-        suspicious = inflated > SUSPICIOUS_INFLATED_STREAM_BYTES and inflated > MAX_INFLATE_RATIO * consumed
-        if suspicious or inflated > MAX_INFLATED_STREAM_BYTES:
+        inflated, consumed = _inflated_size(view[match.end() :], max_inflated_bytes - total_inflated)
+        if inflated > SUSPICIOUS_INFLATED_STREAM_BYTES and inflated > MAX_INFLATE_RATIO * consumed:
             raise DecompressionBombError(
                 f"The PDF holds a stream of {consumed:,} bytes that inflates to over {inflated:,} bytes "
                 "(a decompression bomb); it was not processed."
             )
+        total_inflated += inflated
+        if total_inflated > max_inflated_bytes:
+            raise DecompressionBombError(
+                f"The PDF's streams inflate to over {max_inflated_bytes >> 20:,} MiB in all, the most "
+                "accepted (a decompression bomb, or a document too big to read); it was not processed."
+            )
 
 
-def _inflated_size(data: memoryview) -> tuple[int, int]:
+def _inflated_size(data: memoryview, limit: int) -> tuple[int, int]:
     """(bytes inflated, compressed bytes consumed), inflating zlib data at the start of `data` in chunks and
-    stopping just past MAX_INFLATED_STREAM_BYTES. (0, 0) when it is not zlib data."""
+    stopping just past `limit`. (0, 0) when it is not zlib data."""
     inflater = zlib.decompressobj()
     inflated = fed = 0
     pending = data[:0]
     try:
-        while not inflater.eof and inflated <= MAX_INFLATED_STREAM_BYTES:
+        while not inflater.eof and inflated <= limit:
             if not pending:
                 if fed >= len(data):
                     break
@@ -192,13 +234,21 @@ def open_with_pdfium(path: Path, password: str | None) -> pdfium.PdfDocument:
 
 
 def read_pages(
-    document: pdfium.PdfDocument, path: Path, password: str | None, start: int, stop: int, max_chars: int
+    document: pdfium.PdfDocument,
+    path: Path,
+    password: str | None,
+    start: int,
+    stop: int,
+    max_chars: int,
+    max_form_draws: int,
 ) -> list[str]:
     """Normalised text of pages [start, stop), pdfium first, pypdf where pdfium's text is doubtful."""
     second_opinion = _PypdfPages(path, password)
+    form_draws = _FormDraws(second_opinion, max_form_draws)
 
     def page_texts() -> Iterator[str]:
         for index in range(start, stop):
+            form_draws.check(index)  # pdfium parses every drawn form as it loads the page
             page = document[index]
             text_page = page.get_textpage()
             text = text_page.get_text_range()
@@ -253,13 +303,98 @@ class _PypdfPages:
         self.password = password
         self.reader: pypdf.PdfReader | None = None
 
+    def page(self, index: int) -> pypdf.PageObject:
+        if self.reader is None:
+            self.reader = _open_with_pypdf(self.path, self.password)
+        return self.reader.pages[index]
+
     def text(self, index: int) -> str:
         try:
-            if self.reader is None:
-                self.reader = _open_with_pypdf(self.path, self.password)
-            return self.reader.pages[index].extract_text()
+            return self.page(index).extract_text()
         except Exception:
             return ""
+
+
+class _FormDraws:
+    """Refuses a page that draws form XObjects more than `limit` times, nested draws included, before
+    pdfium loads it: pdfium parses a form afresh at every draw and keeps the result, so a form that draws
+    another ten times, nine levels deep, is 10^9 parses from a 3 KB file. Counts from the content streams'
+    bytes (pypdf finds the objects); a page pypdf cannot read passes, and meets the memory limit in pdfium.
+    """
+
+    def __init__(self, pages: _PypdfPages, limit: int) -> None:
+        self.pages = pages
+        self.limit = limit
+        self.nested: dict[tuple[int, int], int] = {}  # (form, resources) ids: draws inside, expanded
+
+    def check(self, index: int) -> None:
+        try:
+            page = self.pages.page(index)
+            resources = page.get("/Resources")
+            if not _has_forms(resources):
+                return
+            draws = self._draws(_content_bytes(page.get("/Contents")), resources, set())
+        except IngestionError:
+            raise
+        except Exception:
+            return  # pypdf cannot read it: pdfium's memory and time limits still hold
+        if draws > self.limit:
+            raise FormDrawLimitError(
+                f"Page {index + 1} draws form XObjects (drawings nested in drawings) over {self.limit:,} "
+                "times, the most accepted; the file is pathological or hostile and was not processed."
+            )
+
+    def _draws(self, content: bytes, resources: Any, open_forms: set[int]) -> int:
+        """Form draws `content` makes, nested ones included, stopping once past the limit."""
+        xobjects = _resolved(resources).get("/XObject") if resources is not None else None
+        if xobjects is None:
+            return 0
+        xobjects = _resolved(xobjects)
+        total = 0
+        for name, times in Counter(_DRAW_OPERATOR.findall(content)).items():
+            reference = xobjects.get(_NAME_ESCAPE.sub(_unescape, b"/" + name).decode("latin-1"))
+            form = _resolved(reference)
+            if not _is_form(form) or id(form) in open_forms:  # pdfium skips a form drawing itself
+                continue
+            total += times * (1 + self._nested(form, resources, open_forms))
+            if total > self.limit:
+                break
+        return total
+
+    def _nested(self, form: Any, inherited: Any, open_forms: set[int]) -> int:
+        resources = form.get("/Resources", inherited)  # a form without resources uses its drawer's
+        key = (id(form), id(_resolved(resources)))
+        if key not in self.nested:
+            open_forms.add(id(form))
+            self.nested[key] = self._draws(form.get_data(), resources, open_forms)
+            open_forms.discard(id(form))
+        return self.nested[key]
+
+
+def _resolved(item: Any) -> Any:
+    return item.get_object() if item is not None else None
+
+
+def _is_form(item: Any) -> bool:
+    return isinstance(item, pypdf.generic.StreamObject) and item.get("/Subtype") == "/Form"
+
+
+def _has_forms(resources: Any) -> bool:
+    xobjects = _resolved(_resolved(resources).get("/XObject")) if resources is not None else None
+    return xobjects is not None and any(_is_form(_resolved(item)) for item in xobjects.values())
+
+
+def _content_bytes(contents: Any) -> bytes:
+    contents = _resolved(contents)
+    if contents is None:
+        return b""
+    if isinstance(contents, pypdf.generic.ArrayObject):
+        return b"\n".join(_resolved(part).get_data() for part in contents)
+    return contents.get_data()
+
+
+def _unescape(match: re.Match[bytes]) -> bytes:
+    return bytes([int(match[1], 16)])
 
 
 def _open_with_pypdf(path: Path, password: str | None) -> pypdf.PdfReader:

@@ -92,3 +92,67 @@ def text_operators(words: str, lines: int = 1) -> bytes:
     """A content stream showing `words` on `lines` lines."""
     shown = b"".join(b"(%s) Tj T*\n" % words.encode() for _ in range(lines))
     return b"BT /F1 10 Tf 12 TL 72 720 Td\n" + shown + b"ET\n"
+
+
+def _font_resources(writer: PdfWriter) -> DictionaryObject:
+    font = DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Font"),
+            NameObject("/Subtype"): NameObject("/Type1"),
+            NameObject("/BaseFont"): NameObject("/Helvetica"),
+        }
+    )
+    return DictionaryObject(
+        {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})}
+    )
+
+
+def write_nested_forms_pdf(path: Path, *, depth: int, fanout: int) -> Path:
+    """A one-page PDF whose page draws form /X `fanout` times, each form drawing the next one `fanout` times,
+    `depth` forms deep, the last showing a word: fanout ** depth draws from a file of a few KB."""
+    writer = PdfWriter()
+    inner = None
+    for _ in range(depth):
+        form = StreamObject()
+        form.set_data(text_operators("deep") if inner is None else b"/X Do\n" * fanout)
+        resources = _font_resources(writer)
+        if inner is not None:
+            resources[NameObject("/XObject")] = DictionaryObject({NameObject("/X"): inner})
+        form.update(
+            {
+                NameObject("/Type"): NameObject("/XObject"),
+                NameObject("/Subtype"): NameObject("/Form"),
+                NameObject("/BBox"): ArrayObject([NumberObject(n) for n in (0, 0, 612, 792)]),
+                NameObject("/Resources"): resources,
+            }
+        )
+        inner = writer._add_object(form)
+    page = writer.add_blank_page(612, 792)
+    page[NameObject("/Resources")] = DictionaryObject(
+        {NameObject("/XObject"): DictionaryObject({NameObject("/X"): inner})}
+    )
+    content = StreamObject()
+    content.set_data(b"/X Do\n" * fanout)
+    page[NameObject("/Contents")] = writer._add_object(content)
+    with path.open("wb") as file:
+        writer.write(file)
+    return path
+
+
+def write_many_streams_pdf(path: Path, *, streams: int, stream_bytes: int) -> Path:
+    """A PDF of `streams` pages, each with its own FlateDecode content stream of one line of text padded with
+    zeros to `stream_bytes` inflated (the compressed data is built once and shared)."""
+    writer = PdfWriter()
+    resources = _font_resources(writer)
+    shown = text_operators("padded")
+    compressed = zlib_stream([shown, bytes(stream_bytes - len(shown))])
+    for _ in range(streams):
+        stream = StreamObject()
+        stream.set_data(compressed)
+        stream[NameObject("/Filter")] = NameObject("/FlateDecode")
+        page = writer.add_blank_page(612, 792)
+        page[NameObject("/Resources")] = resources
+        page[NameObject("/Contents")] = writer._add_object(stream)
+    with path.open("wb") as file:
+        writer.write(file)
+    return path

@@ -18,9 +18,11 @@ from docproc.ingestion import (
     DecompressionBombError,
     EmptyFileError,
     ExtractionTimeoutError,
+    FormDrawLimitError,
     IngestionError,
     MalformedPdfError,
     NoTextLayerError,
+    ParserLimits,
     PasswordRequiredError,
     ResourceLimitError,
     TextTooLongError,
@@ -31,7 +33,7 @@ from docproc.ingestion import (
     extract,
 )
 from docproc.ingestion.normalize import normalize_text
-from docproc.ingestion.pdf_worker import MEMORY_LIMIT_BYTES, MIN_PAGES_PER_WORKER, split_pages
+from docproc.ingestion.pdf_worker import MIN_PAGES_PER_WORKER, split_pages
 
 from .pdfs import (
     BIG,
@@ -41,6 +43,8 @@ from .pdfs import (
     corpus_entries,
     corpus_file,
     text_operators,
+    write_many_streams_pdf,
+    write_nested_forms_pdf,
     write_pdf,
     zlib_stream,
 )
@@ -217,11 +221,40 @@ def test_parser_running_out_of_memory_is_an_error_not_a_crash(tmp_path: Path) ->
     # Each stream inflates to 30 MiB, under the pre-scan's limits, but the page draws it until pdfium's
     # concatenated content passes the child's memory limit.
     stream_bytes = 30 << 20
+    limits = ParserLimits(memory_bytes=256 << 20)
     content = zlib_stream([text_operators("hi"), bytes(stream_bytes)])
-    path = write_pdf(tmp_path / "many.pdf", content, content_repeats=MEMORY_LIMIT_BYTES // stream_bytes + 2)
+    path = write_pdf(tmp_path / "many.pdf", content, content_repeats=limits.memory_bytes // stream_bytes + 2)
     with pytest.raises(ResourceLimitError) as raised:
-        extract(path)
+        extract(path, limits=limits)
     assert raised.value.code == "resource_limit_exceeded"
+    assert "256 MiB" in raised.value.message
+
+
+def test_streams_inflating_past_the_document_budget_are_refused(tmp_path: Path) -> None:
+    # 40 streams of 30 MiB: each passes the per-stream bomb check, together they parse for a minute.
+    path = write_many_streams_pdf(tmp_path / "many.pdf", streams=40, stream_bytes=30 << 20)
+    assert path.stat().st_size < 8 << 20
+    with pytest.raises(DecompressionBombError) as raised:
+        extract(path, limits=ParserLimits(timeout_s=30))
+    assert raised.value.code == "decompression_bomb" and "in all" in raised.value.message
+    # Within a budget that allows them, the same file is read.
+    assert len(extract(path, limits=ParserLimits(max_inflated_bytes=2 << 30)).pages) == 40
+
+
+def test_nested_form_xobjects_fail_fast_within_bounded_memory(tmp_path: Path) -> None:
+    # 3.6 KB drawing a form 10**9 times: pdfium would parse every draw until the memory limit stops it.
+    path = write_nested_forms_pdf(tmp_path / "nested.pdf", depth=9, fanout=10)
+    assert path.stat().st_size < 8 << 10
+    # The memory limit is far below what pdfium needs for the page: the error must come before pdfium.
+    with pytest.raises(FormDrawLimitError) as raised:
+        extract(path, limits=ParserLimits(timeout_s=30, memory_bytes=256 << 20))
+    assert raised.value.status == 422 and raised.value.code == "form_draw_limit_exceeded"
+    assert "Page 1" in raised.value.message
+    # Shallow nesting is an ordinary page, read whole.
+    shallow = write_nested_forms_pdf(tmp_path / "shallow.pdf", depth=3, fanout=10)
+    assert extract(shallow, limits=ParserLimits(max_form_draws_per_page=1110)).text == "deep"
+    with pytest.raises(FormDrawLimitError, match="over 1,109 times"):
+        extract(shallow, limits=ParserLimits(max_form_draws_per_page=1109))
 
 
 def _forkserver_children() -> list[int]:
@@ -243,7 +276,7 @@ def test_slow_parse_is_stopped_at_the_timeout(tmp_path: Path) -> None:
     path = write_pdf(tmp_path / "slow.pdf", slow, pages=300)
     started = time.monotonic()
     with pytest.raises(ExtractionTimeoutError) as raised:
-        extract(path, timeout_s=1.0)
+        extract(path, limits=ParserLimits(timeout_s=1.0))
     assert raised.value.code == "extraction_timeout"
     assert time.monotonic() - started < 3
     assert _forkserver_children() == []
@@ -308,3 +341,58 @@ def test_children_do_not_run_the_callers_main_module_again(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "4"
     assert log.read_text() == "main module ran\n"
+
+
+def _process_start(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time) of a live process; None once it has ended (a zombie has ended)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] in "ZX" else (int(fields[1]), fields[19])
+
+
+def _started_at(pid: int) -> str | None:
+    return start[1] if (start := _process_start(pid)) else None
+
+
+def _descendants(pid: int) -> dict[int, tuple[int, str]]:
+    """Live descendants of `pid`: their parent pids and start times (so that a reused pid does not count)."""
+    found: dict[int, tuple[int, str]] = {}
+    parents = {pid}
+    while parents:
+        children = {
+            int(stat.parent.name): start
+            for stat in Path("/proc").glob("[0-9]*/stat")
+            if (start := _process_start(int(stat.parent.name))) and start[0] in parents
+        }
+        found |= children
+        parents = set(children) - parents
+    return found
+
+
+def test_parsers_die_with_a_killed_caller(tmp_path: Path) -> None:
+    # A caller killed with SIGKILL cannot clean up: its fork server and parsers must end by themselves,
+    # not parse on until their CPU-time limit.
+    slow = zlib_stream(text_operators("many words on a line to keep the parser busy", lines=20_000))
+    path = write_pdf(tmp_path / "slow.pdf", slow, pages=300)
+    script = "import sys; from docproc.ingestion import ParserLimits, extract; "
+    script += "extract(sys.argv[1], limits=ParserLimits(timeout_s=600), workers=2)"
+    caller = subprocess.Popen([sys.executable, "-c", script, str(path)], env=os.environ)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # until both parsers (grandchildren: the fork server starts them) are at work
+            processes = _descendants(caller.pid)
+            if sum(parent != caller.pid for parent, _ in processes.values()) >= 2:
+                break
+            assert time.monotonic() < deadline and caller.poll() is None, "the parsers did not start"
+            time.sleep(0.1)
+    finally:
+        caller.kill()
+        caller.wait()
+    deadline = time.monotonic() + 20
+    while alive := [
+        pid for pid, (_, start) in processes.items() if (_process_start(pid) or (0, ""))[1] == start
+    ]:
+        assert time.monotonic() < deadline, f"processes {alive} outlived their killed caller"
+        time.sleep(0.1)
