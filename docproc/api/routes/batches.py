@@ -14,7 +14,7 @@ from docproc.errors import describe, field_errors
 from docproc.models import Batch
 from workers.celery_app import BATCH_QUEUE, enqueue_job
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=error_responses(401))
+router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=error_responses(401, 422))
 
 _BODY_DOC = {
     "requestBody": {
@@ -48,7 +48,7 @@ def _view(session: Session, batch: Batch) -> BatchOut:
     response_model=BatchOut,
     status_code=status.HTTP_201_CREATED,
     openapi_extra=_BODY_DOC,
-    responses=error_responses(400, 408, 413, 422, 503),
+    responses=error_responses(400, 408, 413, 503),
 )
 async def create_batch(request: Request, session: SessionDep, owner: OwnerDep) -> BatchOut:
     """A batch from JSON `{document_ids, task, options}` or from an uploaded JSONL file (multipart `file`)."""
@@ -79,7 +79,7 @@ async def create_batch(request: Request, session: SessionDep, owner: OwnerDep) -
     return await run_in_threadpool(submit)
 
 
-@router.get("", response_model=Page[BatchOut], responses=error_responses(422))
+@router.get("", response_model=Page[BatchOut])
 def list_batches(
     session: SessionDep, owner: OwnerDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[BatchOut]:

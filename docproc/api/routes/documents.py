@@ -6,7 +6,7 @@ from docproc import service
 from docproc.api.deps import OwnerDep, SessionDep
 from docproc.api.schemas import DocumentOut, Limit, Offset, Page, error_responses
 
-router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=error_responses(401))
+router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=error_responses(401, 422))
 
 
 @router.post(
@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=error_r
     response_model=DocumentOut,
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": DocumentOut, "description": "The owner already uploaded this file."}}
-    | error_responses(400, 408, 413, 415, 422),
+    | error_responses(400, 408, 413, 415),
 )
 def upload_document(
     file: UploadFile,
@@ -33,7 +33,7 @@ def upload_document(
     return DocumentOut.of(document)
 
 
-@router.get("", response_model=Page[DocumentOut], responses=error_responses(422))
+@router.get("", response_model=Page[DocumentOut])
 def list_documents(
     session: SessionDep, owner: OwnerDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[DocumentOut]:

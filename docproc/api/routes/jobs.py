@@ -10,14 +10,14 @@ from workers.celery_app import enqueue_job
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(401))
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(401, 422))
 
 
 @router.post(
     "",
     response_model=JobOut,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(404, 408, 413, 422, 503),
+    responses=error_responses(400, 404, 408, 413, 503),
 )
 def create_job(body: JobIn, session: SessionDep, owner: OwnerDep) -> JobOut:
     job = service.create_job(session, owner, body.document_id, body.task, body.options)
@@ -33,7 +33,7 @@ def create_job(body: JobIn, session: SessionDep, owner: OwnerDep) -> JobOut:
     return JobOut.of(job)
 
 
-@router.get("", response_model=Page[JobOut], responses=error_responses(422))
+@router.get("", response_model=Page[JobOut])
 def list_jobs(
     session: SessionDep,
     owner: OwnerDep,

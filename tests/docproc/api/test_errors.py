@@ -1,12 +1,14 @@
 """No request makes the server fail, and every error has the one envelope and echoes nothing large."""
 
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy
 
 from tests.conftest import Service
+from tests.docproc.api.conftest import start_api
 
 
 def upload_text(client: httpx.Client) -> dict:
@@ -156,3 +158,24 @@ def test_unexpected_failure_is_a_logged_500_with_the_envelope(module_api: Servic
         engine.dispose()
     log = next(path for path in module_api.log_dir.glob("api-*.log")).read_text()
     assert "GET /v1/batches failed" in log
+
+
+def test_unreachable_queue_is_a_503_that_names_no_internals(tmp_path: Path, default_model: Path) -> None:
+    socket_path = tmp_path / "no-broker.sock"
+    service = start_api(
+        f"sqlite:///{tmp_path / 'docproc.db'}", tmp_path, DOCPROC_BROKER_URL=f"redis+socket://{socket_path}"
+    )
+    try:
+        with service.client(service.keys[0]) as client:
+            document = upload_text(client)
+            for response in (
+                client.post("/v1/jobs", json={"document_id": document["id"]}),
+                client.post("/v1/batches", json={"document_ids": [document["id"]]}),
+            ):
+                assert_envelope(response, 503, "queue_unavailable")
+                assert str(tmp_path) not in response.text and "sock" not in response.text
+            job = client.get("/v1/jobs").json()["data"][0]
+            assert job["status"] == "failed" and str(tmp_path) not in job["error"]["message"]
+    finally:
+        service.stop()
+    assert str(socket_path) in next(tmp_path.glob("api-*.log")).read_text()  # the operator learns why
