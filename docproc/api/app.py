@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from docproc.api.middleware import ApiKeyAuth, RequestLimits, error_response
 from docproc.api.routes import batches, documents, jobs
 from docproc.engine import get_tokenizer
-from docproc.errors import ServiceError, describe, field_errors
+from docproc.errors import ECHO_CHARS, ServiceError, describe, field_errors
 from docproc.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,11 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        # Starlette's and FastAPI's own: 404/405 for routes, 400 for a body that cannot be parsed.
         phrase = HTTPStatus(exc.status_code).phrase
         code = phrase.lower().replace(" ", "_").replace("-", "_")
-        return error_response(ServiceError(exc.status_code, code, f"{phrase}.", headers=exc.headers))
+        message = str(exc.detail)[: 4 * ECHO_CHARS] if exc.detail != phrase else f"{phrase}."
+        return error_response(ServiceError(exc.status_code, code, message, headers=exc.headers))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
