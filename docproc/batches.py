@@ -7,6 +7,7 @@ the rest of the batch runs.
 """
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,10 @@ from sqlalchemy.orm import Session
 from docproc import service
 from docproc.api.schemas import BatchStatus, ResultOut
 from docproc.db import session_scope
-from docproc.models import Batch, Job, JobStatus, Result, utcnow
+from docproc.errors import shorten
+from docproc.models import Batch, Job, JobStatus, Result, is_well_formed_id, utcnow
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH_ITEMS = 50_000
 
@@ -63,11 +67,13 @@ class BatchState:
 def items_from_document_ids(
     document_ids: Sequence[str], task: str, options: dict[str, Any]
 ) -> list[ItemSpec]:
-    """custom_id is the document id, or item-N (N from 1) for a document listed more than once."""
+    """custom_id is the document id, or item-N (N from 1) for a document listed more than once or an id that
+    cannot exist (which the results then need not repeat)."""
     seen: set[str] = set()
     items = []
     for number, document_id in enumerate(document_ids, start=1):
-        custom_id = document_id if document_id not in seen else f"item-{number}"
+        unique = document_id not in seen and is_well_formed_id(document_id)
+        custom_id = document_id if unique else f"item-{number}"
         seen.add(document_id)
         items.append(ItemSpec(number, custom_id, document_id, task, options))
     return items
@@ -84,26 +90,34 @@ def parse_jsonl(lines: Iterable[bytes]) -> list[ItemSpec | LineError]:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             parsed.append(LineError(number, None, "invalid_json", f"Line {number} is not JSON: {exc}."))
             continue
+        except RecursionError:
+            message = f"Line {number} is nested too deeply to read."
+            parsed.append(LineError(number, None, "invalid_json", message))
+            continue
         if not isinstance(line, dict):
             parsed.append(LineError(number, None, "invalid_line", f"Line {number} is not a JSON object."))
             continue
         custom_id = line.get("custom_id")
         problem = _line_problem(line)
         if problem:
-            known_id = custom_id if isinstance(custom_id, str) else None
+            # The refused line's custom_id is kept (and shown) only if it is a valid one.
+            known_id = custom_id if _valid_custom_id(custom_id) else None
             parsed.append(LineError(number, known_id, "invalid_line", f"Line {number}: {problem}."))
             continue
         parsed.append(ItemSpec(number, custom_id, line["document_id"], line["task"], line["options"]))
     return parsed
 
 
+def _valid_custom_id(custom_id: object) -> bool:
+    return isinstance(custom_id, str) and 0 < len(custom_id) <= 256 and "\x00" not in custom_id
+
+
 def _line_problem(line: dict[str, Any]) -> str | None:
     unknown = set(line) - {"custom_id", "document_id", "task", "options"}
     if unknown:
-        return f"unknown fields {sorted(unknown)}"
-    custom_id = line.get("custom_id")
-    if not isinstance(custom_id, str) or not 0 < len(custom_id) <= 256:
-        return "custom_id must be a string of 1 to 256 characters"
+        return f"unknown fields {shorten(sorted(unknown))}"
+    if not _valid_custom_id(line.get("custom_id")):
+        return "custom_id must be a string of 1 to 256 characters, without NUL"
     if not isinstance(line.get("document_id"), str):
         return "document_id must be a string"
     line.setdefault("task", "summarize")
@@ -163,8 +177,10 @@ def enqueue_items(session: Session, batch: Batch, enqueue: Callable[[str], None]
         try:
             enqueue(job_id)
         except Exception as exc:
+            # The broker's error names hosts and socket paths: logged here, not told to the client.
+            log.exception("batch %s: %d items could not be queued", batch.id, len(job_ids) - sent)
             for job in session.scalars(select(Job).where(Job.id.in_(job_ids[sent:]))):
-                service.fail_unqueued(session, job, str(exc))
+                service.fail_unqueued(session, job, "the queue is unavailable")
             session.commit()
             raise service.ServiceError(
                 503,

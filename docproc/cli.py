@@ -22,7 +22,20 @@ if TYPE_CHECKING:
 console = Console(stderr=True)
 
 
-@click.group()
+class ServiceGroup(click.Group):
+    """Every command's ServiceError (an unknown job id, a refused file) ends in a one-line message and exit
+    status 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from docproc.errors import ServiceError
+
+        try:
+            return super().invoke(ctx)
+        except ServiceError as exc:
+            raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+
+
+@click.group(cls=ServiceGroup)
 def main() -> None:
     """docproc: long-context document summarization."""
 
@@ -40,8 +53,17 @@ def serve(host: str, port: int, with_worker: bool) -> None:
     from docproc.db import migrate
 
     migrate()
+    settings = get_settings()
     with _worker_process() if with_worker else contextlib.nullcontext():
-        uvicorn.run("docproc.api.app:create_app", factory=True, host=host, port=port)
+        uvicorn.run(
+            "docproc.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            # h11, not httptools: it bounds the request line and headers (httptools reads any size).
+            http="h11",
+            h11_max_incomplete_event_size=settings.max_header_bytes,
+        )
 
 
 @main.command()
@@ -134,12 +156,9 @@ def summarize(
 
     migrate()
     options = {"max_words": max_words} | ({"instructions": instructions} if instructions else {})
-    try:
-        with session_scope() as session, file.open("rb") as source:
-            document, _ = service.add_document(session, None, file.name, source, password)
-            job = service.create_job(session, None, document.id, "summarize", options)
-    except service.ServiceError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    with session_scope() as session, file.open("rb") as source:
+        document, _ = service.add_document(session, None, file.name, source, password)
+        job = service.create_job(session, None, document.id, "summarize", options)
     enqueue_job(job.id)
     start_worker = worker if worker is not None else get_settings().broker_url is None
     with _worker_process() if start_worker else contextlib.nullcontext():

@@ -4,20 +4,61 @@ Routes, services, ingestion and the CLI raise `ServiceError` (or a subclass); th
 envelope `error_envelope` builds, the CLI into a one-line message.
 """
 
+import itertools
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+# Values a client sent are echoed in messages only this long: an error must not send a large input back.
+ECHO_CHARS = 64
+# Invalid fields listed in one error response (a body can be invalid in millions of places).
+MAX_FIELD_ERRORS = 20
 
 
 class ServiceError(Exception):
-    """A request the service refuses: `status` (HTTP), `code` (for programs), `message` (for people)."""
+    """A request the service refuses: `status` (HTTP), `code` (for programs), `message` (for people), and
+    optionally `errors`, one entry per invalid field (see `field_errors`)."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.headers = headers or {}
+        self.errors = errors
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Errors cross process boundaries (parser children): rebuild from the same arguments.
-        return (type(self), (self.status, self.code, self.message, self.headers))
+        return (type(self), (self.status, self.code, self.message, self.headers, self.errors))
+
+
+def shorten(value: object) -> str:
+    """A client's value as it may appear in a message: its repr, cut to a short prefix."""
+    text = repr(value)
+    return text if len(text) <= ECHO_CHARS else f"{text[:ECHO_CHARS]}… ({len(text)} characters)"
+
+
+def field_errors(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic's errors as `{loc, type, msg}`: never the input value; names and messages of bounded length
+    (an unknown field's name is part of its location)."""
+    errors = list(itertools.islice(errors, MAX_FIELD_ERRORS))
+    return [
+        {
+            "loc": [part[:ECHO_CHARS] if isinstance(part, str) else part for part in error["loc"]],
+            "type": error["type"],
+            "msg": str(error["msg"])[: 4 * ECHO_CHARS],
+        }
+        for error in errors
+    ]
+
+
+def describe(errors: list[dict[str, Any]]) -> str:
+    """`field_errors` in one line, for a message."""
+    return "; ".join(f"{'.'.join(map(str, error['loc'])) or 'body'}: {error['msg']}" for error in errors[:3])
 
 
 def error_envelope(code: str, message: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ The database, not Celery's result backend, is the source of truth for job state.
 """
 
 import enum
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,14 @@ def utcnow() -> datetime:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
+
+
+_ID = re.compile(r"[a-z]{1,8}_[0-9a-f]{32}")
+
+
+def is_well_formed_id(value: str) -> bool:
+    """Whether `value` has the shape of an id `new_id` makes; any other value names nothing."""
+    return _ID.fullmatch(value) is not None
 
 
 class UTCDateTime(TypeDecorator[datetime]):

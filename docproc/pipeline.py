@@ -44,10 +44,11 @@ class SummarizeOptions(BaseModel):
     # Sampling; unset fields take the engine's preset (Qwen Instruct/Thinking presets, greedy for others).
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=0)
-    seed: int = 0
+    top_k: int | None = Field(None, ge=0, le=2**31 - 1)
+    # Engines pass the seed to torch or to an OpenAI-compatible server: both take a 64-bit integer.
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     # Read at most this many tokens of the document (cheap runs, load tests).
-    max_input_tokens: int | None = Field(None, ge=1)
+    max_input_tokens: int | None = Field(None, ge=1, le=2**31 - 1)
 
     def sampling(self, preset: Sampling) -> Sampling:
         chosen = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}

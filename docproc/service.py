@@ -5,13 +5,13 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, false, func, select
 from sqlalchemy.orm import Session
 
 from docproc.engine import get_tokenizer
-from docproc.errors import ServiceError
+from docproc.errors import ServiceError, describe, field_errors, shorten
 from docproc.ingestion import IngestionError, ParserLimits, ParserSlots, extract
-from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, utcnow
+from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, is_well_formed_id, utcnow
 from docproc.pipeline import SummarizeOptions
 from docproc.settings import get_settings
 from docproc.storage import UploadTooLarge, blob_path, save_blob
@@ -22,7 +22,7 @@ Owned = TypeVar("Owned", Document, Job, Batch)
 
 
 def not_found(kind: str, item_id: str) -> ServiceError:
-    return ServiceError(404, "not_found", f"No {kind} with id {item_id!r}.")
+    return ServiceError(404, "not_found", f"No {kind} with id {shorten(item_id)}.")
 
 
 def add_document(
@@ -78,8 +78,11 @@ def _drop_blob_if_unused(session: Session, sha256: str) -> None:
 
 
 def owned(session: Session, model: type[Owned], owner: str | None, item_id: str) -> Owned:
-    """The row with this id if this owner may see it; 404 otherwise (whether it exists or not)."""
-    item = session.get(model, item_id)
+    """The row with this id if this owner may see it; 404 otherwise (whether it exists or not).
+
+    An id of another shape cannot exist and is not looked up (PostgreSQL refuses some strings, NUL for one).
+    """
+    item = session.get(model, item_id) if is_well_formed_id(item_id) else None
     if item is None or item.owner != owner:
         raise not_found(model.__name__.lower(), item_id)
     return item
@@ -124,12 +127,13 @@ def delete_document(session: Session, owner: str | None, document_id: str) -> No
 def create_job(session: Session, owner: str | None, document_id: str, task: str, options: dict) -> Job:
     get_document(session, owner, document_id)
     if task not in TASKS:
-        raise ServiceError(422, "unknown_task", f"Unknown task {task!r}; known: {', '.join(TASKS)}.")
+        raise ServiceError(422, "unknown_task", f"Unknown task {shorten(task)}; known: {', '.join(TASKS)}.")
     try:
         validated = TASKS[task].model_validate(options)
     except ValidationError as exc:
+        errors = field_errors(exc.errors())
         raise ServiceError(
-            422, "invalid_options", f"Invalid options: {exc.errors(include_url=False)}"
+            422, "invalid_options", f"Invalid options: {describe(errors)}.", errors=errors
         ) from exc
     job = Job(
         owner=owner, document_id=document_id, task=task, options=validated.model_dump(exclude_none=True)
@@ -148,13 +152,13 @@ def list_jobs(
 ) -> tuple[list[Job], int]:
     query = select(Job).where(Job.owner == owner)
     if document_id:
-        query = query.where(Job.document_id == document_id)
+        query = query.where(Job.document_id == document_id if is_well_formed_id(document_id) else false())
     return newest_first(session, query, limit, offset)
 
 
 def cancel_job(session: Session, owner: str | None, job_id: str) -> Job:
     """A queued job is cancelled at once; a running one stops at its next chunk."""
-    job = session.get(Job, job_id, with_for_update=True)
+    job = session.get(Job, job_id, with_for_update=True) if is_well_formed_id(job_id) else None
     if job is None or job.owner != owner:
         raise not_found("job", job_id)
     if job.status is JobStatus.queued:

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     max_upload_bytes: int = 200 * 1024 * 1024
+    # The request line and headers of one request together; larger ones are refused (400) before routing.
+    max_header_bytes: int = 16 * 1024
+    # A client has this long to send a request's body (uploads included), from the request's start: a
+    # stalled or very slow upload is answered 408 and its connection closed, not held open.
+    request_body_timeout_s: float = 120.0
     max_pages: int = 5000
     max_document_chars: int = 50_000_000
     # Wall-clock limit on reading one document; PDF parsers also get as many seconds of CPU time. The

@@ -1,61 +1,23 @@
 """The FastAPI application: routes are thin; docproc.service does the work."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.exceptions import HTTPException
 
+from docproc.api.middleware import ApiKeyAuth, RequestLimits, error_response
 from docproc.api.routes import batches, documents, jobs
 from docproc.engine import get_tokenizer
-from docproc.errors import ServiceError, error_envelope
+from docproc.errors import ECHO_CHARS, ServiceError, describe, field_errors
 from docproc.settings import get_settings
 
-
-class BodySizeLimit:
-    """Refuse a request body over the limit while it streams in, declared length or not."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await _too_large(self.max_bytes)(scope, receive, send)
-        received = 0
-        overflow = False
-
-        async def counted_receive() -> Message:
-            # Past the limit the app sees a disconnected client and stops reading; its answer is dropped.
-            nonlocal received, overflow
-            if not overflow:
-                message = await receive()
-                received += len(message.get("body", b""))
-                overflow = received > self.max_bytes
-                if not overflow:
-                    return message
-            return {"type": "http.disconnect"}
-
-        async def guarded_send(message: Message) -> None:
-            if not overflow:
-                await send(message)
-
-        try:
-            await self.app(scope, counted_receive, guarded_send)
-        except Exception:
-            if not overflow:
-                raise
-        if overflow:
-            await _too_large(self.max_bytes)(scope, receive, send)
-
-
-def _too_large(max_bytes: int) -> JSONResponse:
-    message = f"The upload exceeds the limit of {max_bytes} bytes."
-    return JSONResponse(error_envelope("file_too_large", message), status_code=413)
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -77,16 +39,44 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(batches.router)
 
+    # Every error a client sees has the one envelope: the service's own, FastAPI's validation errors,
+    # Starlette's 404/405, and anything unexpected.
     @app.exception_handler(ServiceError)
     async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse(
-            error_envelope(exc.code, exc.message), status_code=exc.status, headers=exc.headers
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = field_errors(exc.errors())
+        return error_response(
+            ServiceError(422, "invalid_request", f"Invalid request: {describe(errors)}.", errors=errors)
         )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        # Starlette's and FastAPI's own: 404/405 for routes, 400 for a body that cannot be parsed.
+        phrase = HTTPStatus(exc.status_code).phrase
+        code = phrase.lower().replace(" ", "_").replace("-", "_")
+        message = str(exc.detail)[: 4 * ECHO_CHARS] if exc.detail != phrase else f"{phrase}."
+        return error_response(ServiceError(exc.status_code, code, message, headers=exc.headers))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises the exception after this answer, so the server logs its traceback too.
+        log.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
+        message = "The server failed to handle the request; it has been logged."
+        return error_response(ServiceError(500, "internal_error", message, headers={"Connection": "close"}))
 
     @app.get("/healthz", tags=["health"])
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    # Multipart overhead on top of the file itself.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + 64 * 1024)
+    # The last added runs first: the key is checked before the body is read.
+    app.add_middleware(
+        RequestLimits,
+        max_header_bytes=settings.max_header_bytes,
+        max_bytes=settings.max_upload_bytes + 64 * 1024,  # multipart overhead on top of the file itself
+        timeout_s=settings.request_body_timeout_s,
+    )
+    app.add_middleware(ApiKeyAuth, keys=settings.api_keys)
     return app

@@ -5,11 +5,18 @@ import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from docproc.db import session_scope
-from docproc.settings import get_settings
+from docproc.errors import ServiceError
+
+# Declares the scheme in OpenAPI; the key itself is checked by middleware.ApiKeyAuth before the body is read.
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key (DOCPROC_API_KEYS) as `Authorization: Bearer KEY`; not needed when none is set.",
+)
 
 
 def get_session() -> Iterator[Session]:
@@ -18,22 +25,31 @@ def get_session() -> Iterator[Session]:
         yield session
 
 
-def get_owner(authorization: Annotated[str | None, Header()] = None) -> str | None:
-    """With API keys configured, the caller's key (hashed) owns what it creates; without, the API is open."""
-    keys = get_settings().api_keys
+def owner_for(authorization: bytes | None, keys: list[str]) -> str | None:
+    """With API keys configured, the caller's key (hashed) owns what it creates; without, the API is open.
+
+    The header is compared as bytes: a client may send any bytes, and only a configured key matches.
+    """
     if not keys:
         return None
-    scheme, _, key = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not any(hmac.compare_digest(key, known) for known in keys):
-        raise HTTPException(
-            401,
-            detail={
-                "code": "unauthorized",
-                "message": "A valid API key is required: Authorization: Bearer KEY.",
-            },
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return hashlib.sha256(key.encode()).hexdigest()
+    scheme, _, key = (authorization or b"").partition(b" ")
+    if scheme.lower() == b"bearer":
+        for known in keys:
+            if hmac.compare_digest(key, known.encode()):
+                return hashlib.sha256(known.encode()).hexdigest()
+    raise ServiceError(
+        401,
+        "unauthorized",
+        "A valid API key is required: Authorization: Bearer KEY.",
+        # The body, if any, is not read: close rather than read it to reuse the connection.
+        headers={"WWW-Authenticate": "Bearer", "Connection": "close"},
+    )
+
+
+def get_owner(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> str | None:
+    return request.state.owner
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

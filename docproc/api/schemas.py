@@ -1,8 +1,10 @@
 """JSON shapes of the REST API."""
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from docproc.models import Batch, Document, Job, JobStatus, Result
@@ -14,6 +16,33 @@ if TYPE_CHECKING:
 class ErrorBody(BaseModel):
     code: str
     message: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    type: str
+    msg: str
+
+
+class ErrorDetail(ErrorBody):
+    errors: list[FieldError] | None = Field(None, description="One entry per invalid field, if any.")
+
+
+class ErrorEnvelope(BaseModel):
+    """The body of every error response."""
+
+    detail: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses an operation may answer, each with the envelope."""
+    return {status: {"model": ErrorEnvelope, "description": HTTPStatus(status).phrase} for status in statuses}
+
+
+# Listing pages: offsets fit the databases' integers (an OverflowError otherwise).
+MAX_OFFSET = 2**31 - 1
+Limit = Annotated[int, Query(ge=1, le=200)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
 class DocumentOut(BaseModel):

@@ -40,3 +40,18 @@ def test_summarize_with_embedded_defaults(tmp_path: Path, default_model: Path) -
         timeout=300,
     )
     assert missing.returncode != 0 and "unsupported_type" in missing.stderr
+
+
+def test_service_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCPROC_")}
+    env |= {"DOCPROC_DATA_DIR": str(tmp_path / "data")}
+
+    def docproc(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "docproc.cli", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    assert docproc("db", "upgrade").returncode == 0
+    for command in ("status", "cancel"):
+        done = docproc(command, "job_unknown")
+        assert done.returncode == 1
+        assert done.stderr.strip() == "Error: not_found: No job with id 'job_unknown'.", done.stderr

@@ -1,6 +1,6 @@
-from typing import Annotated, BinaryIO
+from typing import BinaryIO
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
@@ -9,11 +9,12 @@ from starlette.datastructures import UploadFile
 
 from docproc import batches, service
 from docproc.api.deps import OwnerDep, SessionDep
-from docproc.api.schemas import BatchIn, BatchOut, Page
+from docproc.api.schemas import BatchIn, BatchOut, Limit, Offset, Page, error_responses
+from docproc.errors import describe, field_errors
 from docproc.models import Batch
 from workers.celery_app import BATCH_QUEUE, enqueue_job
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"])
+router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=error_responses(401, 422))
 
 _BODY_DOC = {
     "requestBody": {
@@ -42,7 +43,13 @@ def _view(session: Session, batch: Batch) -> BatchOut:
     return BatchOut.of(batch, batches.states(session, [batch])[batch.id])
 
 
-@router.post("", response_model=BatchOut, status_code=status.HTTP_201_CREATED, openapi_extra=_BODY_DOC)
+@router.post(
+    "",
+    response_model=BatchOut,
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=_BODY_DOC,
+    responses=error_responses(400, 408, 413, 503),
+)
 async def create_batch(request: Request, session: SessionDep, owner: OwnerDep) -> BatchOut:
     """A batch from JSON `{document_ids, task, options}` or from an uploaded JSONL file (multipart `file`)."""
     lines: BinaryIO | None = None
@@ -58,8 +65,9 @@ async def create_batch(request: Request, session: SessionDep, owner: OwnerDep) -
         try:
             body = BatchIn.model_validate_json(await request.body())
         except ValidationError as exc:
+            errors = field_errors(exc.errors())
             raise service.ServiceError(
-                422, "invalid_request", f"Invalid batch: {exc.errors(include_url=False)}"
+                422, "invalid_request", f"Invalid batch: {describe(errors)}.", errors=errors
             ) from exc
         items = batches.items_from_document_ids(body.document_ids, body.task, body.options)
 
@@ -73,22 +81,24 @@ async def create_batch(request: Request, session: SessionDep, owner: OwnerDep) -
 
 @router.get("", response_model=Page[BatchOut])
 def list_batches(
-    session: SessionDep,
-    owner: OwnerDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    session: SessionDep, owner: OwnerDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[BatchOut]:
     rows, total = batches.list_batches(session, owner, limit, offset)
     states = batches.states(session, rows)
     return Page(data=[BatchOut.of(b, states[b.id]) for b in rows], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{batch_id}", response_model=BatchOut)
+@router.get("/{batch_id}", response_model=BatchOut, responses=error_responses(404))
 def get_batch(batch_id: str, session: SessionDep, owner: OwnerDep) -> BatchOut:
     return _view(session, batches.get_batch(session, owner, batch_id))
 
 
-@router.get("/{batch_id}/results", response_class=StreamingResponse)
+@router.get(
+    "/{batch_id}/results",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}}
+    | error_responses(404),
+)
 def get_results(batch_id: str, session: SessionDep, owner: OwnerDep) -> StreamingResponse:
     """JSONL, one line per request: `{custom_id, job_id, document_id, status, result, error}`; partial while
     the batch runs."""
@@ -96,7 +106,7 @@ def get_results(batch_id: str, session: SessionDep, owner: OwnerDep) -> Streamin
     return StreamingResponse(batches.result_lines(batch_id), media_type="application/x-ndjson")
 
 
-@router.post("/{batch_id}/cancel", response_model=BatchOut)
+@router.post("/{batch_id}/cancel", response_model=BatchOut, responses=error_responses(404))
 def cancel_batch(batch_id: str, session: SessionDep, owner: OwnerDep) -> BatchOut:
     batch = batches.cancel_batch(session, owner, batch_id)
     session.commit()

@@ -1,15 +1,21 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, Form, Response, UploadFile, status
 
 from docproc import service
 from docproc.api.deps import OwnerDep, SessionDep
-from docproc.api.schemas import DocumentOut, Page
+from docproc.api.schemas import DocumentOut, Limit, Offset, Page, error_responses
 
-router = APIRouter(prefix="/v1/documents", tags=["documents"])
+router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=error_responses(401, 422))
 
 
-@router.post("", response_model=DocumentOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=DocumentOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": DocumentOut, "description": "The owner already uploaded this file."}}
+    | error_responses(400, 408, 413, 415),
+)
 def upload_document(
     file: UploadFile,
     session: SessionDep,
@@ -17,7 +23,10 @@ def upload_document(
     response: Response,
     password: Annotated[str | None, Form()] = None,
 ) -> DocumentOut:
-    document, created = service.add_document(session, owner, file.filename or "upload", file.file, password)
+    filename = file.filename or "upload"
+    if "\x00" in filename:  # PostgreSQL cannot store it
+        raise service.ServiceError(422, "invalid_filename", "The file name must not contain NUL characters.")
+    document, created = service.add_document(session, owner, filename, file.file, password)
     session.commit()
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -26,21 +35,18 @@ def upload_document(
 
 @router.get("", response_model=Page[DocumentOut])
 def list_documents(
-    session: SessionDep,
-    owner: OwnerDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    session: SessionDep, owner: OwnerDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[DocumentOut]:
     documents, total = service.list_documents(session, owner, limit, offset)
     return Page(data=[DocumentOut.of(d) for d in documents], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{document_id}", response_model=DocumentOut)
+@router.get("/{document_id}", response_model=DocumentOut, responses=error_responses(404))
 def get_document(document_id: str, session: SessionDep, owner: OwnerDep) -> DocumentOut:
     return DocumentOut.of(service.get_document(session, owner, document_id))
 
 
-@router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
 def delete_document(document_id: str, session: SessionDep, owner: OwnerDep) -> None:
     service.delete_document(session, owner, document_id)
     session.commit()
