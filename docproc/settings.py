@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     max_pages: int = 5000
     max_document_chars: int = 50_000_000
     parse_timeout_s: float = 120.0
+    # Upload temp files and blobs no document references (what a crash leaves) are removed at API start-up
+    # and by the workers' sweep once this old: longer than any upload takes, so one in flight is kept.
+    orphan_grace_s: float = 3600.0
 
     # Tokens per chunk when a document is read in pieces (hierarchical summaries, streaming prefill).
     chunk_tokens: int = 1536

@@ -8,6 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from docproc import service
 from docproc.api.routes import batches, documents, jobs
 from docproc.engine import get_tokenizer
 from docproc.errors import ServiceError, error_envelope
@@ -62,6 +63,7 @@ def _too_large(max_bytes: int) -> JSONResponse:
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     # Uploads count tokens: load the tokenizer (converting the model on first use) before taking requests.
     await run_in_threadpool(get_tokenizer)
+    await run_in_threadpool(service.remove_orphan_files)
     yield
 
 

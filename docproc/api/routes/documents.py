@@ -18,7 +18,6 @@ def upload_document(
     password: Annotated[str | None, Form()] = None,
 ) -> DocumentOut:
     document, created = service.add_document(session, owner, file.filename or "upload", file.file, password)
-    session.commit()
     if not created:
         response.status_code = status.HTTP_200_OK
     return DocumentOut.of(document)
@@ -43,4 +42,3 @@ def get_document(document_id: str, session: SessionDep, owner: OwnerDep) -> Docu
 @router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_document(document_id: str, session: SessionDep, owner: OwnerDep) -> None:
     service.delete_document(session, owner, document_id)
-    session.commit()
