@@ -30,7 +30,6 @@ def run_job(job_id: str) -> None:
 
 def sweep() -> None:
     """Re-send jobs whose worker died, and all queued jobs if the broker lost its data; remove orphans."""
-    remove_orphan_files()
     if released := release_expired_leases():
         for job_id in _resend(Job.id.in_(released)):
             log.warning("job %s: its worker stopped renewing the lease; queued again", job_id)
@@ -39,6 +38,7 @@ def sweep() -> None:
         lost_data = client.set(BROKER_EPOCH_KEY, uuid.uuid4().hex, nx=True)
     if lost_data and (resent := _resend(Job.status == JobStatus.queued)):
         log.warning("broker has no epoch (restarted?): re-sent %d queued jobs", len(resent))
+    remove_orphan_files()
 
 
 def _resend(*where: ColumnElement[bool]) -> list[str]:

@@ -16,7 +16,7 @@ from tests.conftest import Service, service_env
 
 GPL = Path("/usr/share/common-licenses/GPL-3").read_bytes()
 # Counting the tokens of this takes seconds: time to kill the API, or its database connection, meanwhile.
-SLOW_TO_EXTRACT = GPL * 250
+SLOW_TO_EXTRACT = GPL * 100
 # Older than the orphan grace period (an hour by default).
 LONG_AGO = time.time() - 2 * 3600
 
