@@ -53,9 +53,9 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-def migrate(url: str | None = None) -> None:
-    """Bring the schema to the latest Alembic revision."""
+def migrate(url: str | None = None, revision: str = "head") -> None:
+    """Bring the schema to an Alembic revision, by default the latest."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", (url or get_settings().resolved_database_url).replace("%", "%%"))
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)

@@ -9,7 +9,19 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Enum, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -67,7 +79,9 @@ class JobStatus(enum.StrEnum):
 
 class Document(Base):
     __tablename__ = "documents"
-    __table_args__ = (Index("ix_documents_owner_sha256", "owner", "sha256"),)
+    # One document per owner and content. Owner is NULL when the API is open, and NULLs never collide in a
+    # unique index: the index is on coalesce(owner, '') (owners are key hashes, never '').
+    __table_args__ = (Index("uq_documents_owner_sha256", text("coalesce(owner, '')"), "sha256", unique=True),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("doc"))
     # A hash of the API key that uploaded it; None when the API is open.

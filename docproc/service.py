@@ -1,22 +1,37 @@
 """Operations on documents and jobs, shared by the REST API and the CLI. Errors carry a code and a reason."""
 
+import logging
 import shutil
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import Select, false, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from docproc.db import session_scope
 from docproc.engine import get_tokenizer
 from docproc.errors import ServiceError, describe, field_errors, shorten
-from docproc.ingestion import IngestionError, ParserLimits, ParserSlots, extract
+from docproc.ingestion import ParserLimits, ParserSlots, extract
 from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, is_well_formed_id, utcnow
 from docproc.pipeline import SummarizeOptions
 from docproc.settings import get_settings
-from docproc.storage import UploadTooLarge, blob_path, save_blob
+from docproc.storage import (
+    StagedUpload,
+    UploadTooLarge,
+    blob_lock,
+    blob_path,
+    publish,
+    stage_upload,
+    stale_files,
+)
+
+log = logging.getLogger(__name__)
 
 TASKS = {"summarize": SummarizeOptions}
+# Blob names per query when looking for orphans (SQLite allows 32766 parameters in one statement).
+ORPHAN_QUERY_BATCH = 10_000
 
 Owned = TypeVar("Owned", Document, Job, Batch)
 
@@ -28,53 +43,107 @@ def not_found(kind: str, item_id: str) -> ServiceError:
 def add_document(
     session: Session, owner: str | None, filename: str, source: BinaryIO, password: str | None = None
 ) -> tuple[Document, bool]:
-    """Store and extract an upload; returns (document, created). An owner's same file is not added twice."""
+    """Store and extract an upload and commit its row; returns (document, created).
+
+    An owner's same file is one document, also when uploaded many times at once. The blob is published and
+    the row committed together under the blob lock, so that a blob exists with its row or, after a crash in
+    between, as an orphan that remove_orphan_files collects; on any error nothing is left behind.
+    """
     settings = get_settings()
     try:
-        path, sha256, size = save_blob(source, settings.blob_dir, settings.max_upload_bytes)
+        staged = stage_upload(source, settings.blob_dir, settings.max_upload_bytes)
     except UploadTooLarge as exc:
         raise ServiceError(413, exc.code, str(exc)) from exc
-    existing = session.scalar(select(Document).where(Document.owner == owner, Document.sha256 == sha256))
-    if existing is not None:
-        return existing, False
     try:
-        extracted = extract(
-            path,
-            password=password,
-            limits=ParserLimits(
-                timeout_s=settings.parse_timeout_s,
-                memory_bytes=settings.parser_memory_limit_bytes,
-                max_inflated_bytes=settings.max_inflated_pdf_bytes,
-                max_form_draws_per_page=settings.max_form_draws_per_page,
-                slots=ParserSlots(
-                    settings.parser_slot_dir, settings.max_parser_processes, settings.parser_wait_s
-                ),
+        if (existing := _find_document(session, owner, staged.sha256)) is not None:
+            return existing, False
+        document = _extracted_document(owner, filename, staged, password)
+        try:
+            with session.begin_nested():
+                session.add(document)
+        except IntegrityError:
+            # Another upload of this owner's file committed first: that one is the document.
+            if (existing := _find_document(session, owner, staged.sha256)) is None:
+                raise
+            session.commit()
+            return existing, False
+        with blob_lock(settings.blob_dir):
+            publish(staged, settings.blob_dir)
+            try:
+                session.commit()
+            except BaseException:
+                session.rollback()
+                _remove_blob_if_unreferenced(session, staged.sha256)
+                raise
+        return document, True
+    finally:
+        staged.path.unlink(missing_ok=True)
+
+
+def _find_document(session: Session, owner: str | None, sha256: str) -> Document | None:
+    return session.scalar(select(Document).where(Document.owner == owner, Document.sha256 == sha256))
+
+
+def _extracted_document(
+    owner: str | None, filename: str, staged: StagedUpload, password: str | None
+) -> Document:
+    settings = get_settings()
+    extracted = extract(
+        staged.path,
+        password=password,
+        limits=ParserLimits(
+            timeout_s=settings.parse_timeout_s,
+            memory_bytes=settings.parser_memory_limit_bytes,
+            max_inflated_bytes=settings.max_inflated_pdf_bytes,
+            max_form_draws_per_page=settings.max_form_draws_per_page,
+            slots=ParserSlots(
+                settings.parser_slot_dir, settings.max_parser_processes, settings.parser_wait_s
             ),
-            max_pages=settings.max_pages,
-            max_chars=settings.max_document_chars,
-        )
-    except IngestionError:
-        _drop_blob_if_unused(session, sha256)
-        raise
-    tokenizer = get_tokenizer()
-    document = Document(
+        ),
+        max_pages=settings.max_pages,
+        max_chars=settings.max_document_chars,
+    )
+    token_ids = get_tokenizer()([page.text for page in extracted.pages])["input_ids"]
+    return Document(
         owner=owner,
         filename=Path(filename or "upload").name[:512],
         content_type=extracted.content_type,
-        sha256=sha256,
-        size_bytes=size,
+        sha256=staged.sha256,
+        size_bytes=staged.size,
         page_count=len(extracted.pages),
-        tokens=sum(len(ids) for ids in tokenizer([p.text for p in extracted.pages])["input_ids"]),
+        tokens=sum(len(ids) for ids in token_ids),
         pages=[DocumentPage(number=page.number, text=page.text) for page in extracted.pages],
     )
-    session.add(document)
-    session.flush()
-    return document, True
 
 
-def _drop_blob_if_unused(session: Session, sha256: str) -> None:
+def _remove_blob_if_unreferenced(session: Session, sha256: str) -> None:
+    """Call with the blob lock held, so that no upload publishes this blob meanwhile."""
     if session.scalar(select(func.count()).select_from(Document).where(Document.sha256 == sha256)) == 0:
         blob_path(get_settings().blob_dir, sha256).unlink(missing_ok=True)
+
+
+def remove_orphan_files() -> None:
+    """Remove what crashed uploads left: temp files, and blobs no document references.
+
+    Only files older than the grace period go, so that an upload in flight keeps its temp file.
+    """
+    settings = get_settings()
+    temps, blobs = stale_files(settings.blob_dir, settings.orphan_grace_s)
+    for path in temps:
+        path.unlink(missing_ok=True)
+    with blob_lock(settings.blob_dir), session_scope() as session:
+        names = list(blobs)
+        referenced: set[str] = set()
+        for start in range(0, len(names), ORPHAN_QUERY_BATCH):
+            batch = names[start : start + ORPHAN_QUERY_BATCH]
+            referenced.update(session.scalars(select(Document.sha256).where(Document.sha256.in_(batch))))
+        orphans = [path for sha256, path in blobs.items() if sha256 not in referenced]
+        for path in orphans:
+            path.unlink(missing_ok=True)
+    if temps or orphans:
+        log.warning(
+            "removed %d temp files and %d orphan blobs left by interrupted uploads", len(temps), len(orphans)
+        )
 
 
 def owned(session: Session, model: type[Owned], owner: str | None, item_id: str) -> Owned:
@@ -119,8 +188,9 @@ def delete_document(session: Session, owner: str | None, document_id: str) -> No
     if running:
         raise ServiceError(409, "document_busy", "The document has running jobs: cancel them first.")
     session.delete(document)
-    session.flush()
-    _drop_blob_if_unused(session, document.sha256)
+    session.commit()
+    with blob_lock(get_settings().blob_dir):
+        _remove_blob_if_unreferenced(session, document.sha256)
     shutil.rmtree(get_settings().state_dir / "documents" / document_id, ignore_errors=True)
 
 

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     max_inflated_pdf_bytes: int = 256 << 20
     # Form XObject draws a PDF page may make, nested ones multiplied out: pdfium parses each draw afresh.
     max_form_draws_per_page: int = 50_000
+    # Upload temp files and blobs no document references (what a crash leaves) are removed at API start-up
+    # and by the workers' sweep once this old: longer than any upload takes, so one in flight is kept.
+    orphan_grace_s: float = 3600.0
 
     # Tokens per chunk when a document is read in pieces (hierarchical summaries, streaming prefill).
     chunk_tokens: int = 1536

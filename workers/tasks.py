@@ -12,6 +12,7 @@ from docproc.engine import get_engine
 from docproc.jobs import release_expired_leases
 from docproc.jobs import run_job as run_job_under_lease
 from docproc.models import Job, JobStatus
+from docproc.service import remove_orphan_files
 from docproc.settings import get_settings
 from workers.celery_app import BATCH_QUEUE, JOBS_QUEUE, app, enqueue_job
 
@@ -28,7 +29,7 @@ def run_job(job_id: str) -> None:
 
 
 def sweep() -> None:
-    """Re-send jobs whose worker died, and all queued jobs if the broker lost its data."""
+    """Re-send jobs whose worker died, and all queued jobs if the broker lost its data; remove orphans."""
     if released := release_expired_leases():
         for job_id in _resend(Job.id.in_(released)):
             log.warning("job %s: its worker stopped renewing the lease; queued again", job_id)
@@ -37,6 +38,7 @@ def sweep() -> None:
         lost_data = client.set(BROKER_EPOCH_KEY, uuid.uuid4().hex, nx=True)
     if lost_data and (resent := _resend(Job.status == JobStatus.queued)):
         log.warning("broker has no epoch (restarted?): re-sent %d queued jobs", len(resent))
+    remove_orphan_files()
 
 
 def _resend(*where: ColumnElement[bool]) -> list[str]:

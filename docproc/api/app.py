@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from docproc import service
 from docproc.api.middleware import ApiKeyAuth, RequestLimits, error_response
 from docproc.api.routes import batches, documents, jobs
 from docproc.engine import get_tokenizer
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     # Uploads count tokens: load the tokenizer (converting the model on first use) before taking requests.
     await run_in_threadpool(get_tokenizer)
+    await run_in_threadpool(service.remove_orphan_files)
     yield
 
 

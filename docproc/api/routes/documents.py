@@ -14,7 +14,7 @@ router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=error_r
     response_model=DocumentOut,
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": DocumentOut, "description": "The owner already uploaded this file."}}
-    | error_responses(400, 408, 413, 415),
+    | error_responses(400, 408, 413, 415, 503),
 )
 def upload_document(
     file: UploadFile,
@@ -27,7 +27,6 @@ def upload_document(
     if "\x00" in filename:  # PostgreSQL cannot store it
         raise service.ServiceError(422, "invalid_filename", "The file name must not contain NUL characters.")
     document, created = service.add_document(session, owner, filename, file.file, password)
-    session.commit()
     if not created:
         response.status_code = status.HTTP_200_OK
     return DocumentOut.of(document)
@@ -49,4 +48,3 @@ def get_document(document_id: str, session: SessionDep, owner: OwnerDep) -> Docu
 @router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))
 def delete_document(document_id: str, session: SessionDep, owner: OwnerDep) -> None:
     service.delete_document(session, owner, document_id)
-    session.commit()

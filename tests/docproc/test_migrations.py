@@ -1,0 +1,75 @@
+"""Migrations upgrade databases that hold data, including data the new constraints refuse."""
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from docproc.db import migrate
+from docproc.models import Document, DocumentPage, Job
+from tests.conftest import POSTGRES_ADMIN_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'docproc.db'}"
+        return
+    name = f"docproc_migration_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def document(owner: str | None, sha256: str, age_s: int) -> Document:
+    return Document(
+        owner=owner,
+        filename="notes.txt",
+        content_type="text/plain",
+        sha256=sha256,
+        size_bytes=10,
+        page_count=1,
+        tokens=3,
+        created_at=datetime.now(UTC) - timedelta(seconds=age_s),
+        pages=[DocumentPage(number=1, text="Some notes.")],
+    )
+
+
+def test_duplicate_documents_are_merged_into_the_oldest(empty_database_url: str) -> None:
+    migrate(empty_database_url, "0002")
+    engine = create_engine(empty_database_url)
+    sha256 = "ab" * 32
+    with Session(engine, expire_on_commit=False) as session:
+        open_first, open_again = document(None, sha256, 60), document(None, sha256, 30)
+        owned_first, owned_again = document("alice", sha256, 20), document("alice", sha256, 10)
+        other_content = document(None, "cd" * 32, 5)
+        session.add_all([open_first, open_again, owned_first, owned_again, other_content])
+        session.flush()
+        jobs = [Job(document_id=d.id, task="summarize") for d in (open_first, open_again, owned_again)]
+        session.add_all(jobs)
+        session.commit()
+
+    migrate(empty_database_url)
+
+    with Session(engine) as session:
+        remaining = set(session.scalars(select(Document.id)))
+        assert remaining == {open_first.id, owned_first.id, other_content.id}
+        assert set(session.scalars(select(DocumentPage.document_id))) == remaining
+        moved = {job.id: job.document_id for job in session.scalars(select(Job))}
+        assert moved == {jobs[0].id: open_first.id, jobs[1].id: open_first.id, jobs[2].id: owned_first.id}
+    for owner in (None, "alice"):
+        with Session(engine) as session, pytest.raises(IntegrityError):
+            session.add(document(owner, sha256, 0))
+            session.commit()
+    with Session(engine) as session:
+        session.add(document("bob", sha256, 0))
+        session.commit()
+    engine.dispose()
