@@ -21,13 +21,16 @@ class Stopped(Exception):
 @contextmanager
 def stopping_between_layers(layers: Iterable["nn.Module"], stop: threading.Event | None) -> Iterator[None]:
     """Raise `Stopped` before any of these layers runs once `stop` is set: a prefill of thousands of tokens
-    is one forward, so checking only between tokens would leave a long prefill unstoppable."""
+    is one forward, so checking only between tokens would leave a long prefill unstoppable.
+
+    Only this thread's forwards are stopped: another thread may share the model under its own signal."""
     if stop is None:
         yield
         return
+    caller = threading.get_ident()
 
     def check(*_: object) -> None:
-        if stop.is_set():
+        if stop.is_set() and threading.get_ident() == caller:
             raise Stopped
 
     with ExitStack() as hooks:
