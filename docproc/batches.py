@@ -258,8 +258,8 @@ def _state(batch: Batch, jobs: dict[JobStatus, tuple[int, datetime | None, datet
 
 
 def cancel_batch(session: Session, owner: str | None, batch_id: str) -> Batch:
-    """Items not started are cancelled at once; running ones stop at their next chunk. A finished batch stays
-    as it is."""
+    """Items not started are cancelled at once; running ones stop within about a second. A finished batch
+    stays as it is."""
     batch = get_batch(session, owner, batch_id)
     if states(session, [batch])[batch.id].status in ("completed", "failed"):
         return batch

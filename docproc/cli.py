@@ -313,7 +313,7 @@ def status(job_id: str, as_json: bool) -> None:
 @main.command()
 @click.argument("job_id")
 def cancel(job_id: str) -> None:
-    """Cancel a job: queued jobs stop at once, running ones at their next chunk."""
+    """Cancel a job: queued jobs stop at once, running ones within about a second."""
     from docproc import service
     from docproc.db import session_scope
 

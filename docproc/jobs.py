@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,7 +17,7 @@ from datetime import timedelta
 from sqlalchemy import func, or_, select, update
 
 from docproc.db import session_scope
-from docproc.engine import Engine
+from docproc.engine import Engine, Stopped
 from docproc.ingestion import Page
 from docproc.models import DocumentPage, Job, JobStatus, Result, utcnow
 from docproc.pipeline import ProgressReporter, SummarizeOptions, Workspace, summarize
@@ -27,12 +28,8 @@ log = logging.getLogger(__name__)
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class JobStopped(Exception):
+class JobStopped(Stopped):
     """Raised between chunks when the job was cancelled or another worker took it over."""
-
-    def __init__(self, status: JobStatus | None) -> None:
-        super().__init__(status)
-        self.status = status
 
 
 def claim(job_id: str, lease_s: float) -> bool:
@@ -58,45 +55,76 @@ def claim(job_id: str, lease_s: float) -> bool:
 
 
 class JobRun(ProgressReporter):
-    """Progress, cancellation and lease renewal for one claimed job."""
+    """Progress, cancellation and lease renewal for one claimed job.
 
-    def __init__(self, job_id: str, lease_s: float) -> None:
+    A watcher thread reads the job's cancel flag and owner every `poll_s` and renews the lease every
+    lease_s / 3; on a cancel, or when another worker holds the job, it sets `stop`, which the engine checks
+    between tokens and layers, so the model stops within about `poll_s`.
+    """
+
+    def __init__(self, job_id: str, lease_s: float, poll_s: float) -> None:
+        super().__init__()
         self.job_id = job_id
         self.lease_s = lease_s
-        self._stop = threading.Event()
+        self.poll_s = poll_s
+        self.cancelled = False
         self._lost = False
-        self._heartbeat = threading.Thread(target=self._renew_lease, name=f"lease-{job_id}", daemon=True)
+        self._finished = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name=f"watch-{job_id}", daemon=True)
 
     def __enter__(self) -> "JobRun":
-        self._heartbeat.start()
+        self._watcher.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._heartbeat.join()
+        self._finished.set()
+        self._watcher.join()
+
+    def _watch(self) -> None:
+        renew_every = self.lease_s / 3
+        renewed_at = time.monotonic()
+        while not self._finished.wait(min(self.poll_s, renew_every)):
+            try:
+                # The lease is kept until the run ends, even once stopping: the run still holds the job.
+                if time.monotonic() - renewed_at >= renew_every:
+                    self._renew_lease()
+                    renewed_at = time.monotonic()
+                if not self.stop.is_set():
+                    self._check_claim()
+            except Exception:  # the database may be briefly away; try again next round
+                log.exception("job %s: lease renewal or cancel check failed", self.job_id)
 
     def _renew_lease(self) -> None:
-        while not self._stop.wait(self.lease_s / 3):
-            with session_scope() as session:
-                renewed = session.execute(
-                    update(Job)
-                    .where(Job.id == self.job_id, Job.lease_owner == WORKER_ID)
-                    .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_s))
-                ).rowcount
-            if not renewed:
-                self._lost = True
-                return
+        with session_scope() as session:
+            session.execute(
+                update(Job)
+                .where(Job.id == self.job_id, Job.lease_owner == WORKER_ID)
+                .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_s))
+            )
+
+    def _check_claim(self) -> None:
+        """Stop the run if the job was cancelled or is no longer this worker's."""
+        with session_scope() as session:
+            row = session.execute(
+                select(Job.cancel_requested, Job.lease_owner).where(Job.id == self.job_id)
+            ).one_or_none()
+        if row is None or row.lease_owner != WORKER_ID:
+            self._lost = True
+        elif row.cancel_requested:
+            self.cancelled = True
+        else:
+            return
+        self.stop.set()
 
     def _owned_update(self, **values: object) -> Job:
         """Write to the job if this worker still holds it; stop the run otherwise."""
         with session_scope() as session:
             job = session.get(Job, self.job_id, with_for_update=True)
-            if job is None:
-                raise JobStopped(None)
-            if self._lost or job.lease_owner != WORKER_ID:
-                raise JobStopped(None)
+            if job is None or self._lost or job.lease_owner != WORKER_ID:
+                raise JobStopped
             if job.cancel_requested:
-                raise JobStopped(JobStatus.cancelled)
+                self.cancelled = True
+                raise JobStopped
             for key, value in values.items():
                 setattr(job, key, value)
             return job
@@ -149,7 +177,7 @@ def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
     if not claim(job_id, settings.job_lease_s):
         log.info("job %s not claimed (finished, cancelled or running elsewhere)", job_id)
         return
-    with JobRun(job_id, settings.job_lease_s) as run:
+    with JobRun(job_id, settings.job_lease_s, settings.cancel_poll_s) as run:
         try:
             options, workspace, pages = _load_job(job_id)
             engine = engine_factory()
@@ -162,8 +190,8 @@ def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
                 settings.chunk_tokens,
                 settings.checkpoint_every_tokens,
             )
-        except JobStopped as stopped:
-            if stopped.status is JobStatus.cancelled:
+        except Stopped:  # between chunks (JobStopped) or inside the model
+            if run.cancelled:
                 run.finish(JobStatus.cancelled)
                 workspace.clear_job()
             return

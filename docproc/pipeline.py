@@ -12,6 +12,7 @@ Two ways, by engine:
 import json
 import logging
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -65,7 +66,13 @@ class Summary:
 
 
 class ProgressReporter:
-    """What the pipeline calls between chunks; the job runner implements it (progress, cancellation)."""
+    """What the pipeline calls between chunks; the job runner implements it (progress, cancellation).
+
+    `stop` goes to the engine with every request: the runner sets it to end a generation or a prefill part
+    way (the engine then raises `Stopped`)."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
 
     def started(self, tokens_total: int) -> None: ...
 
@@ -175,12 +182,14 @@ def _summarize_streaming(
                 _atomic_write(workspace.read_state, state.save)
                 saved_at = position
 
-        engine.read(ids, state, chunk_tokens, after_chunk)
+        engine.read(ids, state, chunk_tokens, after_chunk, progress.stop)
         if full_state is not None:
             _atomic_write(full_state, state.save)
     progress.advanced(len(ids))
     max_new_tokens = int(options.max_words * 1.6) + 16
-    answer = engine.answer(state, suffix, max_new_tokens, options.sampling(engine.default_sampling))
+    answer = engine.answer(
+        state, suffix, max_new_tokens, options.sampling(engine.default_sampling), progress.stop
+    )
     source_pages = page_ranges([(page.number, page.number) for page in pages])
     text = _citing_pages(answer.text, source_pages)
     return Summary(text, answer.thinking, answer.input_tokens, answer.output_tokens, source_pages)
@@ -205,7 +214,9 @@ def _summarize_hierarchically(
 
     def generate(prompt: str, max_words: int) -> Generation:
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
-        generation = engine.generate(messages, max_new_tokens=int(max_words * 1.6) + 16, sampling=sampling)
+        generation = engine.generate(
+            messages, max_new_tokens=int(max_words * 1.6) + 16, sampling=sampling, stop=progress.stop
+        )
         usage[0] += generation.input_tokens
         usage[1] += generation.output_tokens
         return generation

@@ -227,7 +227,7 @@ def list_jobs(
 
 
 def cancel_job(session: Session, owner: str | None, job_id: str) -> Job:
-    """A queued job is cancelled at once; a running one stops at its next chunk."""
+    """A queued job is cancelled at once; a running one within about `cancel_poll_s` (its worker polls)."""
     job = session.get(Job, job_id, with_for_update=True) if is_well_formed_id(job_id) else None
     if job is None or job.owner != owner:
         raise not_found("job", job_id)

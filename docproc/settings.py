@@ -72,6 +72,9 @@ class Settings(BaseSettings):
 
     # A running job's lease: the worker renews it every lease_s / 3; an expired lease means the worker died.
     job_lease_s: float = 60.0
+    # A running job reads its cancel flag (one primary-key SELECT) this often; a cancel then stops the model
+    # within about this long, even mid-generation or mid-prefill.
+    cancel_poll_s: float = Field(1.0, gt=0)
     worker_concurrency: int = 1
 
     @field_validator("api_keys", mode="before")

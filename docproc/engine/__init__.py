@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from docproc.engine.base import Chunk, Engine, Generation
+from docproc.engine.base import Chunk, Engine, Generation, Stopped
 from docproc.settings import EMBEDDED_MODEL, get_settings
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from docproc.engine.remote import RemoteTokenizer
 
-__all__ = ["Chunk", "Engine", "Generation", "get_engine", "get_tokenizer"]
+__all__ = ["Chunk", "Engine", "Generation", "Stopped", "get_engine", "get_tokenizer"]
 
 
 class ModelNotFound(RuntimeError):

@@ -1,11 +1,42 @@
 """What the pipeline needs from a model: count tokens, cut a document into token chunks, generate text."""
 
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from docproc.ingestion import Page
 from model.sampling import Sampling
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class Stopped(Exception):
+    """The caller's stop signal was set: the engine abandoned the request part way (no output)."""
+
+
+@contextmanager
+def stopping_between_layers(layers: Iterable["nn.Module"], stop: threading.Event | None) -> Iterator[None]:
+    """Raise `Stopped` before any of these layers runs once `stop` is set: a prefill of thousands of tokens
+    is one forward, so checking only between tokens would leave a long prefill unstoppable.
+
+    Only this thread's forwards are stopped: another thread may share the model under its own signal."""
+    if stop is None:
+        yield
+        return
+    caller = threading.get_ident()
+
+    def check(*_: object) -> None:
+        if stop.is_set() and threading.get_ident() == caller:
+            raise Stopped
+
+    with ExitStack() as hooks:
+        for layer in layers:
+            hooks.callback(layer.register_forward_pre_hook(check).remove)
+        yield
 
 
 @dataclass(frozen=True)
@@ -42,8 +73,15 @@ class Engine(ABC):
 
     @abstractmethod
     def generate(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int, sampling: Sampling | None = None
-    ) -> Generation: ...
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_new_tokens: int,
+        sampling: Sampling | None = None,
+        stop: threading.Event | None = None,
+    ) -> Generation:
+        """Answer the chat. Once `stop` is set, raise `Stopped` promptly: between generated tokens and within
+        a long prefill, not only when the answer is complete."""
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))

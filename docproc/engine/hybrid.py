@@ -8,13 +8,14 @@ task on the same document skips the read entirely.
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer
 
-from docproc.engine.base import Engine, Generation
+from docproc.engine.base import Engine, Generation, stopping_between_layers
 from model import INSTRUCT, THINKING, HybridLM, HybridState, Sampling
 from model.chat import THINK_END, build_prompt, split_thinking
 
@@ -44,10 +45,15 @@ class HybridEngine(Engine):
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
     def generate(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int, sampling: Sampling | None = None
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_new_tokens: int,
+        sampling: Sampling | None = None,
+        stop: threading.Event | None = None,
     ) -> Generation:
         prompt = build_prompt(self.tokenizer, messages)
-        return self._continue(self.model.new_state(), prompt, max_new_tokens, sampling)
+        return self._continue(self.model.new_state(), prompt, max_new_tokens, sampling, stop)
 
     def document_prompt(self, system: str, document: str, instruction: str) -> tuple[list[int], list[int]]:
         """(ids to read into the state: system turn + document, ids of the instruction that follows)."""
@@ -66,20 +72,34 @@ class HybridEngine(Engine):
         return self.model.load_state(path)
 
     def read(
-        self, ids: Sequence[int], state: HybridState, chunk_tokens: int, on_chunk: Callable[[int], None]
+        self,
+        ids: Sequence[int],
+        state: HybridState,
+        chunk_tokens: int,
+        on_chunk: Callable[[int], None],
+        stop: threading.Event | None = None,
     ) -> None:
-        """Read ids[state.position:] into the state; on_chunk(position) after each chunk."""
+        """Read ids[state.position:] into the state; on_chunk(position) after each chunk.
+
+        Once `stop` is set, raises `Stopped` before the next layer; the state is then half-way through a chunk
+        and must be dropped (the checkpoints on_chunk saved stay valid)."""
         start = state.position
         if start < len(ids):
-            self.model.prefill(
-                ids[start:], state, chunk_size=chunk_tokens, on_chunk=lambda n: on_chunk(start + n)
-            )
+            with stopping_between_layers(self.model.layers, stop):
+                self.model.prefill(
+                    ids[start:], state, chunk_size=chunk_tokens, on_chunk=lambda n: on_chunk(start + n)
+                )
 
     def answer(
-        self, state: HybridState, suffix: Sequence[int], max_new_tokens: int, sampling: Sampling | None
+        self,
+        state: HybridState,
+        suffix: Sequence[int],
+        max_new_tokens: int,
+        sampling: Sampling | None,
+        stop: threading.Event | None = None,
     ) -> Generation:
         """Continue a copy of a document's state with the instruction; the document state stays reusable."""
-        generation = self._continue(state.clone(), suffix, max_new_tokens, sampling)
+        generation = self._continue(state.clone(), suffix, max_new_tokens, sampling, stop)
         return Generation(
             generation.text,
             generation.thinking,
@@ -88,9 +108,15 @@ class HybridEngine(Engine):
         )
 
     def _continue(
-        self, state: HybridState, prompt: Sequence[int], max_new_tokens: int, sampling: Sampling | None
+        self,
+        state: HybridState,
+        prompt: Sequence[int],
+        max_new_tokens: int,
+        sampling: Sampling | None,
+        stop: threading.Event | None,
     ) -> Generation:
-        new_ids = self.model.generate(state, prompt, max_new_tokens, sampling or self.default_sampling)
+        with stopping_between_layers(self.model.layers, stop):
+            new_ids = self.model.generate(state, prompt, max_new_tokens, sampling or self.default_sampling)
         thinking, answer = split_thinking(self.tokenizer.decode(new_ids, skip_special_tokens=True))
         return Generation(answer, thinking or None, len(prompt), len(new_ids))
 

@@ -6,7 +6,7 @@ Token counts for a remote model, in order of preference:
 3. an estimate of 4 characters per token: chunks are then cut by characters and counts are approximate.
 """
 
-import time
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 import httpx
 import openai
 
-from docproc.engine.base import Engine, Generation
+from docproc.engine.base import Engine, Generation, Stopped
 from model.chat import split_thinking
 from model.sampling import INSTRUCT, THINKING, Sampling
 
@@ -170,8 +170,14 @@ class RemoteEngine(Engine):
         return self.tokenizer.decode(ids)
 
     def generate(
-        self, messages: list[dict[str, str]], *, max_new_tokens: int, sampling: Sampling | None = None
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_new_tokens: int,
+        sampling: Sampling | None = None,
+        stop: threading.Event | None = None,
     ) -> Generation:
+        """One request: `stop` is checked before it is sent and while waiting to reconnect, not during it."""
         sampling = sampling or self.default_sampling
         response = self._call(
             lambda: self.client.chat.completions.create(
@@ -183,7 +189,8 @@ class RemoteEngine(Engine):
                 seed=sampling.seed,
                 # top_k is not an OpenAI parameter; vLLM and SGLang read it from the body.
                 extra_body={"top_k": sampling.top_k} if sampling.top_k else None,
-            )
+            ),
+            stop,
         )
         message = response.choices[0].message
         thinking, answer = split_thinking(message.content or "")
@@ -197,22 +204,26 @@ class RemoteEngine(Engine):
             usage.completion_tokens if usage else self.count_tokens(message.content or ""),
         )
 
-    def _call(self, request: Callable[[], T]) -> T:
+    def _call(self, request: Callable[[], T], stop: threading.Event | None = None) -> T:
         """Run a request; the client retries on its own, then this waits out a server that is away a while."""
+        stop = stop or threading.Event()  # never set: the waits are plain sleeps
         for wait in self.reconnect_waits_s:
             try:
-                return self._once(request)
+                return self._once(request, stop)
             except openai.APIConnectionError:  # timeouts too
-                time.sleep(wait)
+                if stop.wait(wait):
+                    raise Stopped from None
         try:
-            return self._once(request)
+            return self._once(request, stop)
         except openai.APIConnectionError as exc:
             attempts = len(self.reconnect_waits_s) + 1
             raise EngineUnavailable(
                 f"The model server at {self.base_url} is unreachable after {attempts} attempts: {exc}"
             ) from exc
 
-    def _once(self, request: Callable[[], T]) -> T:
+    def _once(self, request: Callable[[], T], stop: threading.Event) -> T:
+        if stop.is_set():
+            raise Stopped
         try:
             return request()
         except openai.APIStatusError as exc:

@@ -20,6 +20,7 @@ class Recorder(ProgressReporter):
     """Records progress; raises (like a dying worker) once `crash_at` tokens are read."""
 
     def __init__(self, crash_at: int | None = None) -> None:
+        super().__init__()
         self.crash_at = crash_at
         self.total = 0
         self.done: list[int] = []

@@ -1,5 +1,6 @@
 """The remote engine against a real OpenAI-compatible HTTP server on loopback (tests/.../openai_server.py)."""
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
+from docproc.engine import Stopped
 from docproc.engine.remote import CharEstimate, EngineUnavailable, RemoteEngine
 from docproc.ingestion import Page
 from model.sampling import GREEDY, INSTRUCT, THINKING
@@ -83,6 +85,25 @@ def test_server_down() -> None:
         RemoteEngine(url, reconnect_waits_s=[0.2])
     assert raised.value.code == "engine_unavailable"
     assert time.monotonic() - started < 10
+
+
+def test_stop_before_a_request_and_while_waiting_to_reconnect(openai_server: OpenAIServer) -> None:
+    engine = RemoteEngine(openai_server.url, reconnect_waits_s=[60.0])
+    stop = threading.Event()
+    stop.set()
+    before = openai_server.stats()["chat_requests"]
+    with pytest.raises(Stopped):
+        engine.generate(MESSAGES, max_new_tokens=4, stop=stop)
+    assert openai_server.stats()["chat_requests"] == before
+
+    # The server goes away: the engine waits a minute to reconnect, unless stopped meanwhile.
+    engine.client = engine.client.with_options(base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=0)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(Stopped):
+        engine.generate(MESSAGES, max_new_tokens=4, stop=stop)
+    assert time.monotonic() - started < 30
 
 
 @pytest.mark.usefixtures("tokenize_off")
