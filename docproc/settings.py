@@ -48,6 +48,10 @@ class Settings(BaseSettings):
 
     # A running job's lease: the worker renews it every lease_s / 3; an expired lease means the worker died.
     job_lease_s: float = 60.0
+    # A queued job whose message has not been seen on the queue for this long is looked for there, and sent
+    # again if it is missing (a broker restarted from older data, or that lost it). Jobs waiting behind others
+    # are found on the queue and left alone; a lost job waits this long plus at most job_lease_s / 2.
+    queue_resend_grace_s: float = 120.0
     worker_concurrency: int = 1
 
     @field_validator("api_keys", mode="before")

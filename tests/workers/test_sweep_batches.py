@@ -1,5 +1,5 @@
 """The sweeper sends batch items back to the batch queue and single jobs to the jobs queue, both when a lease
-expired and when the broker lost its data."""
+expired and when a queued job's message is missing from the queue."""
 
 import json
 import subprocess
@@ -15,10 +15,11 @@ SWEEP = """
 from datetime import timedelta
 from docproc.db import migrate, session_scope
 from docproc.models import Batch, Document, Job, JobStatus, utcnow
-from workers.tasks import BROKER_EPOCH_KEY, app, sweep
+from workers.tasks import sweep
 
 migrate()
 expired = {"status": JobStatus.running, "lease_owner": "dead", "lease_expires_at": utcnow() - timedelta(1)}
+lost = {"queue_seen_at": utcnow() - timedelta(1)}  # queued long ago, and no message on the queue
 with session_scope() as session:
     document = Document(
         filename="n.txt", content_type="text/plain", sha256="0" * 64, size_bytes=1, page_count=1, tokens=1
@@ -29,12 +30,10 @@ with session_scope() as session:
     jobs = {
         "single-expired": Job(document_id=document.id, task="summarize", **expired),
         "item-expired": Job(document_id=document.id, task="summarize", batch_id=batch.id, **expired),
-        "single-queued": Job(document_id=document.id, task="summarize"),
-        "item-queued": Job(document_id=document.id, task="summarize", batch_id=batch.id),
+        "single-queued": Job(document_id=document.id, task="summarize", **lost),
+        "item-queued": Job(document_id=document.id, task="summarize", batch_id=batch.id, **lost),
     }
     session.add_all(jobs.values())
-with app.connection_for_write() as connection:
-    connection.default_channel.client.delete(BROKER_EPOCH_KEY)  # as after a restart without data
 sweep()
 print(json.dumps({name: job.id for name, job in jobs.items()}))
 """
