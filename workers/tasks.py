@@ -47,8 +47,9 @@ def resend_lost_jobs() -> list[str]:
     unseen = take_unseen_queued_jobs(get_settings().queue_resend_grace_s)
     if not unseen:
         return []
-    # Read after the jobs: a message taken meanwhile belongs to a job that a worker is claiming, and at worst
-    # that job gets a duplicate message, which its claim refuses.
+    # Only waiting messages count, not those a worker has taken (Redis's unacked set): a message prefetched by
+    # a worker that then died would otherwise hold its job for the 12-hour visibility timeout. The price is at
+    # most one refused duplicate per grace period for each message a live worker holds before claiming it.
     on_queue = _job_ids_on_queue()
     lost = [(job_id, batch_id) for job_id, batch_id in unseen if job_id not in on_queue]
     _send(lost)
