@@ -231,6 +231,25 @@ def release_expired_leases() -> list[str]:
             session.execute(
                 update(Job)
                 .where(Job.id.in_(ids), *expired)
-                .values(status=JobStatus.queued, lease_owner=None, lease_expires_at=None)
+                .values(status=JobStatus.queued, lease_owner=None, lease_expires_at=None, queue_seen_at=now)
             )
     return ids
+
+
+def take_unseen_queued_jobs(grace_s: float) -> list[tuple[str, str | None]]:
+    """The queued jobs not seen on the queue for grace_s, marked seen now: (id, batch_id) of each.
+
+    The caller looks for them on the queue and re-sends the missing ones. Marking them in the same conditional
+    UPDATE means that of several sweepers, only one checks a job, and each job at most once per grace period.
+    """
+    now = utcnow()
+    with session_scope() as session:
+        return [
+            (job_id, batch_id)
+            for job_id, batch_id in session.execute(
+                update(Job)
+                .where(Job.status == JobStatus.queued, Job.queue_seen_at < now - timedelta(seconds=grace_s))
+                .values(queue_seen_at=now)
+                .returning(Job.id, Job.batch_id)
+            )
+        ]

@@ -112,6 +112,8 @@ class DocumentPage(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
+    # The sweeper's question, "which queued jobs have not been seen on the queue lately?", is one index range.
+    __table_args__ = (Index("ix_jobs_status_queue_seen_at", "status", "queue_seen_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
@@ -130,6 +132,9 @@ class Job(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When the job's message was last known to be on the queue: when it was sent, or when the sweeper last
+    # found it there. A queued job not seen for a while may have lost its message with the broker's data.
+    queue_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     # A running job reads its cancel flag (one primary-key SELECT) this often; a cancel then stops the model
     # within about this long, even mid-generation or mid-prefill.
     cancel_poll_s: float = Field(1.0, gt=0)
+    # A queued job whose message has not been seen on the queue for this long is looked for there, and sent
+    # again if it is missing (a broker restarted from older data, or that lost it). Jobs waiting behind others
+    # are found on the queue and left alone; a lost job waits this long plus at most job_lease_s / 2.
+    queue_resend_grace_s: float = 120.0
     worker_concurrency: int = 1
 
     @field_validator("api_keys", mode="before")

@@ -1,26 +1,32 @@
-"""Celery tasks take ids and re-read the database; the sweeper keeps every queued job on the queue."""
+"""Celery tasks take ids and re-read the database; the sweeper keeps every queued job on the queue.
 
+The database, not the broker, says which jobs must run: a broker that loses messages (killed and restarted
+from an older snapshot, or emptied) cannot lose jobs, because the sweeper looks on the queue for every job
+queued longer than the grace period and sends the missing ones again. Duplicates are harmless: a job's
+claim is a conditional UPDATE under a lease, so a second message for it finds nothing to do.
+"""
+
+import json
 import logging
 import threading
-import uuid
+from collections.abc import Iterable
 
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import ColumnElement, select
 
 from docproc.db import session_scope
 from docproc.engine import get_engine
-from docproc.jobs import release_expired_leases
+from docproc.jobs import release_expired_leases, take_unseen_queued_jobs
 from docproc.jobs import run_job as run_job_under_lease
-from docproc.models import Job, JobStatus
+from docproc.models import Job
 from docproc.service import remove_orphan_files
 from docproc.settings import get_settings
 from workers.celery_app import BATCH_QUEUE, JOBS_QUEUE, app, enqueue_job
 
 log = logging.getLogger(__name__)
 
-# Set in Redis by the first worker that sees the broker; a broker restarted without its data has lost it, and
-# with it, possibly, queued messages.
-BROKER_EPOCH_KEY = "docproc:broker-epoch"
+# Messages read from the queue at a time when looking for jobs on it.
+QUEUE_SCAN_PAGE = 1000
 
 
 @app.task(name="workers.tasks.run_job")
@@ -29,25 +35,66 @@ def run_job(job_id: str) -> None:
 
 
 def sweep() -> None:
-    """Re-send jobs whose worker died, and all queued jobs if the broker lost its data; remove orphans."""
+    """Re-send jobs whose worker died and queued jobs whose message is no longer on the queue; remove the
+    files interrupted uploads left."""
     if released := release_expired_leases():
         for job_id in _resend(Job.id.in_(released)):
             log.warning("job %s: its worker stopped renewing the lease; queued again", job_id)
-    with app.connection_for_write() as connection:
-        client = connection.default_channel.client
-        lost_data = client.set(BROKER_EPOCH_KEY, uuid.uuid4().hex, nx=True)
-    if lost_data and (resent := _resend(Job.status == JobStatus.queued)):
-        log.warning("broker has no epoch (restarted?): re-sent %d queued jobs", len(resent))
+    if lost := resend_lost_jobs():
+        log.warning("%d queued jobs had no message on the queue (broker data lost?): sent again", len(lost))
     remove_orphan_files()
 
 
+def resend_lost_jobs() -> list[str]:
+    """Send again the queued jobs, unseen for the grace period, that have no message on the queue."""
+    unseen = take_unseen_queued_jobs(get_settings().queue_resend_grace_s)
+    if not unseen:
+        return []
+    # Only waiting messages count, not those a worker has taken (Redis's unacked set): a message prefetched by
+    # a worker that then died would otherwise hold its job for the 12-hour visibility timeout. The price is at
+    # most one refused duplicate per grace period for each message a live worker holds before claiming it.
+    on_queue = _job_ids_on_queue()
+    lost = [(job_id, batch_id) for job_id, batch_id in unseen if job_id not in on_queue]
+    _send(lost)
+    return [job_id for job_id, _ in lost]
+
+
+def _job_ids_on_queue() -> set[str]:
+    """The jobs that have a message waiting on either queue, read page by page.
+
+    Producers push at the head and workers pop at the tail, so reading from the head never skips a message
+    that stays on the queue (a push only shifts messages towards pages not yet read).
+    """
+    found: set[str] = set()
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in (JOBS_QUEUE, BATCH_QUEUE):
+            start = 0
+            while raw_messages := channel.client.lrange(queue, start, start + QUEUE_SCAN_PAGE - 1):
+                for raw in raw_messages:
+                    message = channel.Message(json.loads(raw), channel=channel)
+                    if message.headers.get("task") == run_job.name:
+                        args, _kwargs, _embed = message.decode()
+                        found.add(args[0])
+                start += len(raw_messages)
+    return found
+
+
 def _resend(*where: ColumnElement[bool]) -> list[str]:
-    """Send the matching jobs again, batch items to the batch queue; returns their ids."""
+    """Send the matching jobs again; returns their ids."""
     with session_scope() as session:
-        jobs = session.execute(select(Job.id, Job.batch_id).where(*where)).all()
+        jobs = [
+            (job_id, batch_id)
+            for job_id, batch_id in session.execute(select(Job.id, Job.batch_id).where(*where))
+        ]
+    _send(jobs)
+    return [job_id for job_id, _ in jobs]
+
+
+def _send(jobs: Iterable[tuple[str, str | None]]) -> None:
+    """Batch items to the batch queue, single jobs to the jobs queue."""
     for job_id, batch_id in jobs:
         enqueue_job(job_id, BATCH_QUEUE if batch_id else JOBS_QUEUE)
-    return [job_id for job_id, _ in jobs]
 
 
 _stop_sweeper = threading.Event()
