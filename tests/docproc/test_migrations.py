@@ -7,12 +7,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import JSON, Boolean, Integer, String, column, create_engine, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from docproc.db import migrate
-from docproc.models import Document, DocumentPage, Job
+from docproc.models import Document, DocumentPage, Job, UTCDateTime, new_id
 from tests.conftest import POSTGRES_ADMIN_URL
 
 
@@ -27,6 +27,21 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
     with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+JOBS_AT_0002 = table(
+    "jobs",
+    column("id", String),
+    column("document_id", String),
+    column("task", String),
+    column("options", JSON),
+    column("status", String),
+    column("tokens_done", Integer),
+    column("tokens_total", Integer),
+    column("cancel_requested", Boolean),
+    column("attempts", Integer),
+    column("created_at", UTCDateTime),
+)
 
 
 def document(owner: str | None, sha256: str, age_s: int) -> Document:
@@ -53,8 +68,26 @@ def test_duplicate_documents_are_merged_into_the_oldest(empty_database_url: str)
         other_content = document(None, "cd" * 32, 5)
         session.add_all([open_first, open_again, owned_first, owned_again, other_content])
         session.flush()
-        jobs = [Job(document_id=d.id, task="summarize") for d in (open_first, open_again, owned_again)]
-        session.add_all(jobs)
+        # Jobs as revision 0002 knew them: the model has grown columns since.
+        jobs = [(new_id("job"), d.id) for d in (open_first, open_again, owned_again)]
+        session.execute(
+            JOBS_AT_0002.insert(),
+            [
+                {
+                    "id": job_id,
+                    "document_id": document_id,
+                    "task": "summarize",
+                    "options": {},
+                    "status": "queued",
+                    "tokens_done": 0,
+                    "tokens_total": 0,
+                    "cancel_requested": False,
+                    "attempts": 0,
+                    "created_at": datetime.now(UTC),
+                }
+                for job_id, document_id in jobs
+            ],
+        )
         session.commit()
 
     migrate(empty_database_url)
@@ -64,7 +97,7 @@ def test_duplicate_documents_are_merged_into_the_oldest(empty_database_url: str)
         assert remaining == {open_first.id, owned_first.id, other_content.id}
         assert set(session.scalars(select(DocumentPage.document_id))) == remaining
         moved = {job.id: job.document_id for job in session.scalars(select(Job))}
-        assert moved == {jobs[0].id: open_first.id, jobs[1].id: open_first.id, jobs[2].id: owned_first.id}
+        assert moved == {jobs[0][0]: open_first.id, jobs[1][0]: open_first.id, jobs[2][0]: owned_first.id}
     for owner in (None, "alice"):
         with Session(engine) as session, pytest.raises(IntegrityError):
             session.add(document(owner, sha256, 0))
