@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from docproc.engine import get_tokenizer
 from docproc.errors import ServiceError
 from docproc.ingestion import IngestionError, extract
-from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, utcnow
+from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result, utcnow
 from docproc.pipeline import SummarizeOptions
 from docproc.settings import get_settings
 from docproc.storage import UploadTooLarge, blob_path, save_blob
@@ -136,12 +136,28 @@ def get_job(session: Session, owner: str | None, job_id: str) -> Job:
 
 
 def list_jobs(
-    session: Session, owner: str | None, limit: int, offset: int, document_id: str | None = None
+    session: Session,
+    owner: str | None,
+    limit: int,
+    offset: int,
+    document_id: str | None = None,
+    status: JobStatus | None = None,
 ) -> tuple[list[Job], int]:
     query = select(Job).where(Job.owner == owner)
     if document_id:
         query = query.where(Job.document_id == document_id)
+    if status:
+        query = query.where(Job.status == status)
     return newest_first(session, query, limit, offset)
+
+
+def get_result(session: Session, owner: str | None, job_id: str) -> Result:
+    """A succeeded job's result; 409 with the reason while there is none."""
+    job = get_job(session, owner, job_id)
+    if job.status is not JobStatus.succeeded or job.result is None:
+        reason = job.error_message if job.status is JobStatus.failed else f"the job is {job.status.value}"
+        raise ServiceError(409, "no_result", f"No result: {reason}.")
+    return job.result
 
 
 def cancel_job(session: Session, owner: str | None, job_id: str) -> Job:

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # A running job's lease: the worker renews it every lease_s / 3; an expired lease means the worker died.
     job_lease_s: float = 60.0
     worker_concurrency: int = 1
+    # How long a stopping `docproc summarize` / `serve --with-worker` waits for its job to stop at the next
+    # chunk and for its worker to exit before killing it.
+    stop_timeout_s: float = 120.0
 
     @field_validator("api_keys", mode="before")
     @classmethod

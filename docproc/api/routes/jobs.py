@@ -5,7 +5,6 @@ from fastapi import APIRouter, Query, status
 from docproc import service
 from docproc.api.deps import OwnerDep, SessionDep
 from docproc.api.schemas import JobIn, JobOut, Page, ResultOut
-from docproc.models import JobStatus
 from workers.celery_app import enqueue_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -43,11 +42,7 @@ def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
 
 @router.get("/{job_id}/result", response_model=ResultOut)
 def get_result(job_id: str, session: SessionDep, owner: OwnerDep) -> ResultOut:
-    job = service.get_job(session, owner, job_id)
-    if job.status is not JobStatus.succeeded or job.result is None:
-        reason = job.error_message if job.status is JobStatus.failed else f"the job is {job.status.value}"
-        raise service.ServiceError(409, "no_result", f"No result: {reason}.")
-    return ResultOut.of(job.result)
+    return ResultOut.of(service.get_result(session, owner, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
