@@ -9,6 +9,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from docproc.engine import get_tokenizer
+from docproc.engine.base import PAGE_SEPARATOR
 from docproc.errors import ServiceError
 from docproc.ingestion import IngestionError, extract
 from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result, utcnow
@@ -49,6 +50,8 @@ def add_document(
         _drop_blob_if_unused(session, sha256)
         raise
     tokenizer = get_tokenizer()
+    # Counted as the engine reads them (docproc.engine.base.Engine.chunks): a job's tokens_total agrees.
+    page_texts = [page.text + PAGE_SEPARATOR for page in extracted.pages]
     document = Document(
         owner=owner,
         filename=Path(filename or "upload").name[:512],
@@ -56,7 +59,7 @@ def add_document(
         sha256=sha256,
         size_bytes=size,
         page_count=len(extracted.pages),
-        tokens=sum(len(ids) for ids in tokenizer([p.text for p in extracted.pages])["input_ids"]),
+        tokens=sum(len(ids) for ids in tokenizer(page_texts, add_special_tokens=False)["input_ids"]),
         pages=[DocumentPage(number=page.number, text=page.text) for page in extracted.pages],
     )
     session.add(document)
@@ -98,15 +101,21 @@ def list_documents(
 
 
 def delete_document(session: Session, owner: str | None, document_id: str) -> None:
-    """Delete a document with its jobs, results and saved model states; refused while a job runs on it."""
+    """Delete a document's file, pages and saved model states; refused while a job waits or runs on it.
+
+    Its finished jobs and their results stay (their document_id becomes null), so that the history, batch
+    counts included, does not change after the fact.
+    """
     document = get_document(session, owner, document_id)
-    running = session.scalar(
+    unfinished = session.scalar(
         select(func.count())
         .select_from(Job)
-        .where(Job.document_id == document_id, Job.status == JobStatus.running)
+        .where(Job.document_id == document_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
     )
-    if running:
-        raise ServiceError(409, "document_busy", "The document has running jobs: cancel them first.")
+    if unfinished:
+        raise ServiceError(
+            409, "document_busy", "The document has queued or running jobs: cancel them first."
+        )
     session.delete(document)
     session.flush()
     _drop_blob_if_unused(session, document.sha256)

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from docproc.ingestion import Page
 from model.sampling import Sampling
 
+# Joins pages when a document is read in pieces; counted in a document's tokens, so that they match its jobs'.
+PAGE_SEPARATOR = "\n\n"
+
 
 @dataclass(frozen=True)
 class Generation:
@@ -53,7 +56,7 @@ class Engine(ABC):
         ids: list[int] = []
         first_page = last_page = pages[0].number if pages else 1
         for page in pages:
-            page_ids = self.encode(page.text + "\n\n")
+            page_ids = self.encode(page.text + PAGE_SEPARATOR)
             while page_ids:
                 if not ids:
                     first_page = page.number
