@@ -6,11 +6,13 @@ Input lines that are refused are kept on the batch (line number, code, reason) a
 the rest of the batch runs.
 """
 
+import heapq
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -148,8 +150,7 @@ def create_batch(session: Session, owner: str | None, items: Sequence[ItemSpec |
             continue
         if item.custom_id in custom_ids:
             message = f"Line {item.line}: custom_id {item.custom_id!r} is used by an earlier line."
-            # No custom_id on this error: results are joined on custom_id, which belongs to the earlier line.
-            errors.append(LineError(item.line, None, "duplicate_custom_id", message))
+            errors.append(LineError(item.line, item.custom_id, "duplicate_custom_id", message))
             continue
         try:
             job = service.create_job(session, owner, item.document_id, item.task, item.options or {})
@@ -157,7 +158,7 @@ def create_batch(session: Session, owner: str | None, items: Sequence[ItemSpec |
             errors.append(LineError(item.line, item.custom_id, exc.code, f"Line {item.line}: {exc.message}"))
             continue
         custom_ids.add(item.custom_id)
-        job.batch_id, job.custom_id = batch.id, item.custom_id
+        job.batch_id, job.custom_id, job.batch_line = batch.id, item.custom_id, item.line
     batch.errors = [error.as_dict() for error in errors]
     batch.in_progress_at = utcnow() if custom_ids else None
     session.flush()
@@ -190,7 +191,7 @@ def enqueue_items(session: Session, batch: Batch, enqueue: Callable[[str], None]
 
 
 def _items(batch_id: str) -> Select:
-    return select(Job).where(Job.batch_id == batch_id).order_by(Job.created_at, Job.id)
+    return select(Job).where(Job.batch_id == batch_id).order_by(Job.batch_line, Job.created_at, Job.id)
 
 
 def get_batch(session: Session, owner: str | None, batch_id: str) -> Batch:
@@ -273,33 +274,46 @@ def cancel_batch(session: Session, owner: str | None, batch_id: str) -> Batch:
 
 
 def result_lines(batch_id: str, page_size: int = 500) -> Iterator[bytes]:
-    """The results file, one JSON line per request: refused lines first, then the items in submission order.
+    """The results file, one JSON line per request (refused lines included) in input order.
 
     Reads in pages with its own session, so that it can stream after the request's session is gone.
     """
     with session_scope() as session:
         batch = session.get_one(Batch, batch_id)
-        for error in batch.errors:
-            yield result_line(
-                error["custom_id"] or f"line-{error['line']}", None, None, "failed", None, error
+        refused = [
+            (error["line"], result_line(_refused_id(error), None, None, "failed", None, error))
+            for error in sorted(batch.errors, key=itemgetter("line"))
+        ]
+        lines = heapq.merge(refused, _item_lines(session, batch_id, page_size), key=itemgetter(0))
+        yield from (line for _, line in lines)
+
+
+def _refused_id(error: dict[str, Any]) -> str:
+    # A duplicate's custom_id names the earlier line's result: this line goes by its number instead.
+    if error["custom_id"] and error["code"] != "duplicate_custom_id":
+        return error["custom_id"]
+    return f"line-{error['line']}"
+
+
+def _item_lines(session: Session, batch_id: str, page_size: int) -> Iterator[tuple[int, bytes]]:
+    offset = 0
+    while True:
+        rows = session.execute(
+            _items(batch_id)
+            .add_columns(Result)
+            .outerjoin(Result, Result.job_id == Job.id)
+            .limit(page_size)
+            .offset(offset)
+        ).all()
+        for job, result in rows:
+            line = result_line(
+                job.custom_id or job.id, job.id, job.document_id, job.status.value, result, _error(job)
             )
-        offset = 0
-        while True:
-            rows = session.execute(
-                _items(batch_id)
-                .add_columns(Result)
-                .outerjoin(Result, Result.job_id == Job.id)
-                .limit(page_size)
-                .offset(offset)
-            ).all()
-            for job, result in rows:
-                yield result_line(
-                    job.custom_id or job.id, job.id, job.document_id, job.status.value, result, _error(job)
-                )
-            if len(rows) < page_size:
-                return
-            offset += page_size
-            session.expunge_all()
+            yield job.batch_line or 0, line
+        if len(rows) < page_size:
+            return
+        offset += page_size
+        session.expunge_all()
 
 
 def _error(job: Job) -> dict[str, str] | None:

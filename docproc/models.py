@@ -117,7 +117,10 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
-    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), index=True)
+    # None once the document is deleted: the job and its result stay, so that history does not change.
+    document_id: Mapped[str | None] = mapped_column(
+        ForeignKey("documents.id", ondelete="SET NULL"), index=True
+    )
     task: Mapped[str] = mapped_column(String(32))
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[JobStatus] = mapped_column(
@@ -138,9 +141,11 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
-    # Set for a batch's items: the batch, and the caller's id for the item (results are joined on it).
+    # Set for a batch's items: the batch, the caller's id for the item (results are joined on it) and its
+    # input line (results keep input order).
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
     custom_id: Mapped[str | None] = mapped_column(String(256))
+    batch_line: Mapped[int | None] = mapped_column(Integer)
 
     result: Mapped["Result | None"] = relationship(back_populates="job", cascade="all, delete-orphan")
 

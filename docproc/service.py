@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 
 from docproc.db import session_scope
 from docproc.engine import get_tokenizer
+from docproc.engine.base import PAGE_SEPARATOR
 from docproc.errors import ServiceError, describe, field_errors, shorten
 from docproc.ingestion import ParserLimits, ParserSlots, extract
-from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, is_well_formed_id, utcnow
+from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result, is_well_formed_id, utcnow
 from docproc.pipeline import SummarizeOptions
 from docproc.settings import get_settings
 from docproc.storage import (
@@ -103,7 +104,9 @@ def _extracted_document(
         max_pages=settings.max_pages,
         max_chars=settings.max_document_chars,
     )
-    token_ids = get_tokenizer()([page.text for page in extracted.pages])["input_ids"]
+    # Counted as the engine reads them (docproc.engine.base.Engine.chunks): a job's tokens_total agrees.
+    page_texts = [page.text + PAGE_SEPARATOR for page in extracted.pages]
+    token_ids = get_tokenizer()(page_texts, add_special_tokens=False)["input_ids"]
     return Document(
         owner=owner,
         filename=Path(filename or "upload").name[:512],
@@ -178,15 +181,21 @@ def list_documents(
 
 
 def delete_document(session: Session, owner: str | None, document_id: str) -> None:
-    """Delete a document with its jobs, results and saved model states; refused while a job runs on it."""
+    """Delete a document's file, pages and saved model states; refused while a job waits or runs on it.
+
+    Its finished jobs and their results stay (their document_id becomes null), so that the history, batch
+    counts included, does not change after the fact.
+    """
     document = get_document(session, owner, document_id)
-    running = session.scalar(
+    unfinished = session.scalar(
         select(func.count())
         .select_from(Job)
-        .where(Job.document_id == document_id, Job.status == JobStatus.running)
+        .where(Job.document_id == document_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
     )
-    if running:
-        raise ServiceError(409, "document_busy", "The document has running jobs: cancel them first.")
+    if unfinished:
+        raise ServiceError(
+            409, "document_busy", "The document has queued or running jobs: cancel them first."
+        )
     session.delete(document)
     session.commit()
     with blob_lock(get_settings().blob_dir):
@@ -218,12 +227,28 @@ def get_job(session: Session, owner: str | None, job_id: str) -> Job:
 
 
 def list_jobs(
-    session: Session, owner: str | None, limit: int, offset: int, document_id: str | None = None
+    session: Session,
+    owner: str | None,
+    limit: int,
+    offset: int,
+    document_id: str | None = None,
+    status: JobStatus | None = None,
 ) -> tuple[list[Job], int]:
     query = select(Job).where(Job.owner == owner)
     if document_id:
         query = query.where(Job.document_id == document_id if is_well_formed_id(document_id) else false())
+    if status:
+        query = query.where(Job.status == status)
     return newest_first(session, query, limit, offset)
+
+
+def get_result(session: Session, owner: str | None, job_id: str) -> Result:
+    """A succeeded job's result; 409 with the reason while there is none."""
+    job = get_job(session, owner, job_id)
+    if job.status is not JobStatus.succeeded or job.result is None:
+        reason = job.error_message if job.status is JobStatus.failed else f"the job is {job.status.value}"
+        raise ServiceError(409, "no_result", f"No result: {reason}.")
+    return job.result
 
 
 def cancel_job(session: Session, owner: str | None, job_id: str) -> Job:

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # are found on the queue and left alone; a lost job waits this long plus at most job_lease_s / 2.
     queue_resend_grace_s: float = 120.0
     worker_concurrency: int = 1
+    # How long a stopping `docproc summarize` / `serve --with-worker` waits for its job to stop at the next
+    # chunk and for its worker to exit before killing it.
+    stop_timeout_s: float = 120.0
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from docproc import service
@@ -31,7 +32,8 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(
+    # /docs and /redoc load their scripts and styles from the package, not a CDN: they work offline.
+    app = FastAPIOffline(
         lifespan=lifespan,
         title="docproc",
         summary="Upload documents, summarize them with a long-context model, poll jobs, read results.",

@@ -94,7 +94,8 @@ class Progress(BaseModel):
 
 class JobOut(BaseModel):
     id: str
-    document_id: str
+    # None once the document was deleted.
+    document_id: str | None
     task: str
     options: dict[str, Any]
     status: JobStatus
@@ -104,6 +105,9 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # Set for a batch's items.
+    batch_id: str | None
+    custom_id: str | None
 
     @classmethod
     def of(cls, job: Job) -> "JobOut":
@@ -119,6 +123,8 @@ class JobOut(BaseModel):
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
+            batch_id=job.batch_id,
+            custom_id=job.custom_id,
         )
 
 

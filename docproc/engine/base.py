@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING
 from docproc.ingestion import Page
 from model.sampling import Sampling
 
+# Joins pages when a document is read in pieces; counted in a document's tokens, so that they match its jobs'.
+PAGE_SEPARATOR = "\n\n"
+
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -91,7 +95,7 @@ class Engine(ABC):
         ids: list[int] = []
         first_page = last_page = pages[0].number if pages else 1
         for page in pages:
-            page_ids = self.encode(page.text + "\n\n")
+            page_ids = self.encode(page.text + PAGE_SEPARATOR)
             while page_ids:
                 if not ids:
                     first_page = page.number

@@ -127,9 +127,10 @@ class RemoteTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return self.backend().decode(ids)
 
-    def __call__(self, texts: list[str]) -> dict[str, list[list[int]]]:
-        """Token ids of texts, as transformers tokenizers answer (the API counts an upload's tokens this way).
-        With the server away, an upload is counted by the estimate rather than refused."""
+    def __call__(self, texts: list[str], add_special_tokens: bool = False) -> dict[str, list[list[int]]]:
+        """Token ids of texts, as transformers tokenizers answer (the API counts an upload's tokens this way);
+        never with special tokens, like `encode`. With the server away, an upload is counted by the estimate
+        rather than refused."""
         try:
             backend = self.backend()
         except EngineUnavailable:

@@ -1,6 +1,7 @@
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
 
 from docproc import service
 from docproc.api.deps import OwnerDep, SessionDep
@@ -38,10 +39,11 @@ def list_jobs(
     session: SessionDep,
     owner: OwnerDep,
     document_id: str | None = None,
+    job_status: Annotated[JobStatus | None, Query(alias="status")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[JobOut]:
-    jobs, total = service.list_jobs(session, owner, limit, offset, document_id)
+    jobs, total = service.list_jobs(session, owner, limit, offset, document_id, job_status)
     return Page(data=[JobOut.of(j) for j in jobs], total=total, limit=limit, offset=offset)
 
 
@@ -52,11 +54,7 @@ def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
 
 @router.get("/{job_id}/result", response_model=ResultOut, responses=error_responses(404, 409))
 def get_result(job_id: str, session: SessionDep, owner: OwnerDep) -> ResultOut:
-    job = service.get_job(session, owner, job_id)
-    if job.status is not JobStatus.succeeded or job.result is None:
-        reason = job.error_message if job.status is JobStatus.failed else f"the job is {job.status.value}"
-        raise service.ServiceError(409, "no_result", f"No result: {reason}.")
-    return ResultOut.of(job.result)
+    return ResultOut.of(service.get_result(session, owner, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=error_responses(404))

@@ -84,8 +84,12 @@ def test_batch_runs_beside_single_jobs(service: Service) -> None:
             (4, "not_found"),
             (5, "invalid_options"),
         ]
-        # Results are there (partially) before anything ran; refused lines are in them too.
+        assert batch["errors"][1]["custom_id"] == "first"  # the duplicate names the id it repeats
+        # Results are there (partially) before anything ran; refused lines are in them too, in input order.
         partial = results(client, batch["id"])
+        assert list(partial) == ["first", "line-2", "line-3", "missing", "bad-options", "second"]
+        job = client.get(f"/v1/jobs/{partial['first']['job_id']}").json()
+        assert (job["batch_id"], job["custom_id"]) == (batch["id"], "first")
         assert partial["first"]["status"] == "queued" and partial["first"]["result"] is None
         assert partial["missing"]["error"]["code"] == "not_found" and partial["line-2"]["job_id"] is None
 
@@ -165,3 +169,27 @@ def test_cancel_a_batch(service: Service) -> None:
         assert 0 < stopped["progress"]["tokens_done"] < stopped["progress"]["tokens_total"]
         # Cancelling again changes nothing.
         assert client.post(f"/v1/batches/{batch['id']}/cancel").json()["status"] == "cancelled"
+
+
+def test_deleting_a_document_keeps_finished_history(service: Service) -> None:
+    start_worker_once(service)
+    with service.client(service.keys[0]) as client:
+        text = b"The ridge got two small wind turbines in spring; they feed the village battery at night."
+        document = client.post("/v1/documents", files={"file": ("wind.txt", text)}).json()
+        batch = client.post(
+            "/v1/batches", json={"document_ids": [document["id"]] * 2, "options": CHEAP}
+        ).json()
+        finished = wait_batch(client, batch["id"], FINISHED)
+        assert finished["status"] == "completed", finished
+        before = results(client, batch["id"])
+
+        assert client.delete(f"/v1/documents/{document['id']}").status_code == 204
+        assert client.get(f"/v1/documents/{document['id']}").status_code == 404
+        assert client.get(f"/v1/batches/{batch['id']}").json() == finished
+        after = results(client, batch["id"])
+        assert list(after) == list(before)
+        for custom_id, line in after.items():
+            assert line["document_id"] is None and line["result"] == before[custom_id]["result"]
+            job = client.get(f"/v1/jobs/{line['job_id']}").json()
+            assert job["status"] == "succeeded" and job["document_id"] is None
+            assert client.get(f"/v1/jobs/{line['job_id']}/result").status_code == 200
