@@ -74,8 +74,6 @@ _OPAQUE_DICTIONARY_BYTES = re.compile(rb"[()%#]")
 _HEX_STRING = re.compile(rb"<[0-9A-Fa-f\s]*>")
 # /Subtype with a direct name value other than /Form (a reference could point at /Form).
 _NOT_FORM_SUBTYPE = re.compile(rb"/Subtype\s*+/(?!Form(?![^\s/\[\]()<>{}%]))")
-# "stream" not followed by an end of line: a stream the byte-level scan does not see.
-_UNSEEN_STREAM = re.compile(rb"(?<!end)stream(?![\r\n])")
 
 Send = Callable[[tuple[Any, ...]], None]
 
@@ -190,11 +188,13 @@ def check_structure(data: bytes, max_inflated_bytes: int) -> bool:
     # and so do images: text extraction never decodes their pixels, and inflating them would cost more than
     # the extraction itself. A bomb slipping through still meets the memory limit.
     total_inflated = 0
-    may_hold_forms = _UNSEEN_STREAM.search(data) is not None
+    may_hold_forms = False
+    seen_streams = 0
     for match in _STREAM_START.finditer(data):
         header = data[max(0, match.start() - _DICTIONARY_LOOKBACK) : match.start()]
         if header.endswith(b"end"):
             continue
+        seen_streams += 1
         may_hold_forms = may_hold_forms or _may_be_form(data, match.start())
         if _IMAGE_DICTIONARY.search(header[header.rfind(b"obj") :]):
             continue
@@ -210,7 +210,9 @@ def check_structure(data: bytes, max_inflated_bytes: int) -> bool:
                 f"The PDF's streams inflate to over {max_inflated_bytes >> 20:,} MiB in all, the most "
                 "accepted (a decompression bomb, or a document too big to read); it was not processed."
             )
-    return may_hold_forms
+    # A "stream" keyword not followed by an end of line starts a stream this scan did not look at.
+    unseen_streams = data.count(b"stream") - data.count(b"endstream") > seen_streams
+    return may_hold_forms or unseen_streams
 
 
 def _may_be_form(data: bytes, stream_start: int) -> bool:

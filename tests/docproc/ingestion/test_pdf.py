@@ -289,6 +289,10 @@ def test_form_draws_are_counted_only_where_forms_may_be(tmp_path: Path) -> None:
     # Dictionaries read plainly with another subtype, or none, are not forms.
     assert not check_structure(data.replace(b"/Subtype /Form", b"/Subtype /Image"), 1 << 30)
     assert not check_structure(data.replace(b"/Subtype /Form", b""), 1 << 30)
+    # ... unless a stream keyword hides from the scan (not followed by an end of line).
+    assert check_structure(
+        data.replace(b"/Subtype /Form", b"").replace(b">>\nstream\n", b">>\nstream \n"), 1 << 30
+    )
 
 
 def _forkserver_children() -> list[int]:
