@@ -99,18 +99,12 @@ def extract_pdf(
         )
         for message in children.messages():
             match message:
-                case ("plan", _, ranges):
+                case ("plan", _, ranges, max_form_draws):
                     if held:
                         held.keep(len(ranges))
                     for start, stop in ranges[1:]:
                         children.start(
-                            pdf_worker.range_job,
-                            path,
-                            password,
-                            start,
-                            stop,
-                            max_chars,
-                            limits.max_form_draws_per_page,
+                            pdf_worker.range_job, path, password, start, stop, max_chars, max_form_draws
                         )
                 case ("pages", start, texts):
                     texts_by_start[start] = texts

@@ -3,7 +3,8 @@
 pdfium reads every page; pypdf gives a second opinion on pages pdfium leaves empty, garbles or puts in visual
 instead of reading order (right-to-left scripts), and reads whole documents pdfium cannot open. Children
 talk to the parent with messages on a pipe:
-    ("plan", page_count, [(start, stop), ...])  the lead child only, first: who reads which pages
+    ("plan", page_count, [(start, stop), ...], max_form_draws)  the lead child only, first: who reads which
+                                                pages, and the form draw limit (None: no forms to count)
     ("pages", start, [text, ...])               a child's pages, its last message
     ("error", IngestionError)                   why a child stopped, its last message
 """
@@ -64,6 +65,15 @@ _MAX_GARBAGE_SHARE = 0.1
 # A form XObject drawn by name in a content stream: "/Name Do" (a name may escape bytes as #xx).
 _DRAW_OPERATOR = re.compile(rb"/([^\s/\[\]()<>{}%]+)\s*Do(?![^\s/\[\]()<>{}%])")
 _NAME_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
+# A stream's dictionary runs from its "N G obj" header to "stream"; a form's may lie this far back.
+_HEADER_SEARCH = 64 << 10
+_OBJECT_NUMBERS_END = re.compile(rb"\d+\s+\d+\s+$")
+# A dictionary that can be read without a parser: no strings, comments or name escapes that could hide or
+# fake a key (hex strings hold hex digits only, so they are dropped before looking).
+_OPAQUE_DICTIONARY_BYTES = re.compile(rb"[()%#]")
+_HEX_STRING = re.compile(rb"<[0-9A-Fa-f\s]*>")
+# /Subtype with a direct name value other than /Form (a reference could point at /Form).
+_NOT_FORM_SUBTYPE = re.compile(rb"/Subtype\s*+/(?!Form(?![^\s/\[\]()<>{}%]))")
 
 Send = Callable[[tuple[Any, ...]], None]
 
@@ -123,27 +133,34 @@ def lead_job(
     max_chars: int,
     workers: int,
     max_inflated_bytes: int,
-    max_form_draws: int,
+    max_form_draws: int | None,
 ) -> None:
     """Check the file, open it, plan who reads which pages, and read the first share."""
-    check_structure(path.read_bytes(), max_inflated_bytes)
+    if not check_structure(path.read_bytes(), max_inflated_bytes):
+        max_form_draws = None  # no form XObjects: nothing to count
     try:
         document = open_with_pdfium(path, password)
     except MalformedPdfError as pdfium_error:
         texts = read_with_pypdf(path, password, max_pages, max_chars, pdfium_error)
-        send(("plan", len(texts), [(0, len(texts))]))
+        send(("plan", len(texts), [(0, len(texts))], max_form_draws))
         send(("pages", 0, texts))
         return
     page_count = len(document)
     check_page_count(page_count, max_pages)
     ranges = split_pages(page_count, workers)
-    send(("plan", page_count, ranges))
+    send(("plan", page_count, ranges, max_form_draws))
     start, stop = ranges[0]
     send(("pages", start, read_pages(document, path, password, start, stop, max_chars, max_form_draws)))
 
 
 def range_job(
-    send: Send, path: Path, password: str | None, start: int, stop: int, max_chars: int, max_form_draws: int
+    send: Send,
+    path: Path,
+    password: str | None,
+    start: int,
+    stop: int,
+    max_chars: int,
+    max_form_draws: int | None,
 ) -> None:
     """Read pages [start, stop) of a document the lead child has already checked."""
     document = open_with_pdfium(path, password)
@@ -157,9 +174,10 @@ def split_pages(page_count: int, workers: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def check_structure(data: bytes, max_inflated_bytes: int) -> None:
+def check_structure(data: bytes, max_inflated_bytes: int) -> bool:
     """Refuse a cut-off file, streams that inflate to bombs, and streams that together inflate past
-    `max_inflated_bytes`, before any parser sees them."""
+    `max_inflated_bytes`, before any parser sees them. True when some stream may be a form XObject: without
+    one, no page draws forms and counting its form draws is wasted work."""
     if b"%%EOF" not in data[-EOF_MARKER_WINDOW:]:
         raise TruncatedPdfError(
             "The PDF is truncated (it has no end-of-file marker); the upload may be incomplete."
@@ -170,9 +188,15 @@ def check_structure(data: bytes, max_inflated_bytes: int) -> None:
     # and so do images: text extraction never decodes their pixels, and inflating them would cost more than
     # the extraction itself. A bomb slipping through still meets the memory limit.
     total_inflated = 0
+    may_hold_forms = False
+    seen_streams = 0
     for match in _STREAM_START.finditer(data):
         header = data[max(0, match.start() - _DICTIONARY_LOOKBACK) : match.start()]
-        if header.endswith(b"end") or _IMAGE_DICTIONARY.search(header[header.rfind(b"obj") :]):
+        if header.endswith(b"end"):
+            continue
+        seen_streams += 1
+        may_hold_forms = may_hold_forms or _may_be_form(data, match.start())
+        if _IMAGE_DICTIONARY.search(header[header.rfind(b"obj") :]):
             continue
         inflated, consumed = _inflated_size(view[match.end() :], max_inflated_bytes - total_inflated)
         if inflated > SUSPICIOUS_INFLATED_STREAM_BYTES and inflated > MAX_INFLATE_RATIO * consumed:
@@ -186,6 +210,28 @@ def check_structure(data: bytes, max_inflated_bytes: int) -> None:
                 f"The PDF's streams inflate to over {max_inflated_bytes >> 20:,} MiB in all, the most "
                 "accepted (a decompression bomb, or a document too big to read); it was not processed."
             )
+    # A "stream" keyword not followed by an end of line starts a stream this scan did not look at.
+    unseen_streams = data.count(b"stream") - data.count(b"endstream") > seen_streams
+    return may_hold_forms or unseen_streams
+
+
+def _may_be_form(data: bytes, stream_start: int) -> bool:
+    """Whether the stream starting at `stream_start` may be a form XObject: False only when its whole
+    dictionary reads plainly and either has no /Subtype or names another one directly (pdfium draws a stream
+    as a form only when its /Subtype is /Form)."""
+    header_end = data.rfind(b"obj", max(0, stream_start - _HEADER_SEARCH), stream_start)
+    if header_end < 0 or not _OBJECT_NUMBERS_END.search(data, max(0, header_end - 48), header_end):
+        return True
+    dictionary = _HEX_STRING.sub(b" ", data[header_end + 3 : stream_start]).strip()
+    if not (dictionary.startswith(b"<<") and dictionary.endswith(b">>")):
+        return True
+    brackets = dictionary.replace(b"<<", b"").replace(b">>", b"")
+    if _OPAQUE_DICTIONARY_BYTES.search(dictionary) or b"<" in brackets or b">" in brackets:
+        return True
+    if dictionary.count(b"<<") != dictionary.count(b">>"):
+        return True  # "obj" inside the dictionary: its start is further back
+    subtypes = dictionary.count(b"/Subtype")
+    return subtypes > 1 or (subtypes == 1 and not _NOT_FORM_SUBTYPE.search(dictionary))
 
 
 def _inflated_size(data: memoryview, limit: int) -> tuple[int, int]:
@@ -240,15 +286,17 @@ def read_pages(
     start: int,
     stop: int,
     max_chars: int,
-    max_form_draws: int,
+    max_form_draws: int | None,
 ) -> list[str]:
-    """Normalised text of pages [start, stop), pdfium first, pypdf where pdfium's text is doubtful."""
+    """Normalised text of pages [start, stop), pdfium first, pypdf where pdfium's text is doubtful. Form
+    draws are counted unless `max_form_draws` is None."""
     second_opinion = _PypdfPages(path, password)
-    form_draws = _FormDraws(second_opinion, max_form_draws)
+    form_draws = None if max_form_draws is None else _FormDraws(second_opinion, max_form_draws)
 
     def page_texts() -> Iterator[str]:
         for index in range(start, stop):
-            form_draws.check(index)  # pdfium parses every drawn form as it loads the page
+            if form_draws is not None:
+                form_draws.check(index)  # pdfium parses every drawn form as it loads the page
             page = document[index]
             text_page = page.get_textpage()
             text = text_page.get_text_range()

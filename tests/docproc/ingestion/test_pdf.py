@@ -1,5 +1,6 @@
 """PDF extraction over the shared corpus of real PDFs, and over damaged and hostile PDFs built here."""
 
+import contextlib
 import difflib
 import multiprocessing.forkserver
 import os
@@ -33,7 +34,7 @@ from docproc.ingestion import (
     extract,
 )
 from docproc.ingestion.normalize import normalize_text
-from docproc.ingestion.pdf_worker import MIN_PAGES_PER_WORKER, split_pages
+from docproc.ingestion.pdf_worker import MIN_PAGES_PER_WORKER, check_structure, lead_job, split_pages
 
 from .pdfs import (
     BIG,
@@ -255,6 +256,43 @@ def test_nested_form_xobjects_fail_fast_within_bounded_memory(tmp_path: Path) ->
     assert extract(shallow, limits=ParserLimits(max_form_draws_per_page=1110)).text == "deep"
     with pytest.raises(FormDrawLimitError, match="over 1,109 times"):
         extract(shallow, limits=ParserLimits(max_form_draws_per_page=1109))
+
+
+def _planned_form_draw_limit(path: Path) -> int | None:
+    """The form draw limit the lead child hands the page readers (None: form draws are not counted)."""
+    messages: list[tuple] = []
+    with contextlib.suppress(FormDrawLimitError):  # the plan goes out before any page is read
+        lead_job(messages.append, path, None, 100, 10**6, 1, 1 << 30, 50_000)
+    assert messages[0][0] == "plan"
+    return messages[0][3]
+
+
+def test_form_draws_are_counted_only_where_forms_may_be(tmp_path: Path) -> None:
+    # Pages drawing an image hundreds of times, and no form XObject: the pre-scan proves there is nothing to
+    # count, and pypdf never walks the pages.
+    drawing = zlib_stream(text_operators("drawn") + b"q 1 0 0 1 0 0 cm /Im1 Do Q\n" * 500)
+    images = write_pdf(tmp_path / "images.pdf", drawing, pages=30, white_image_size=(4, 4))
+    assert _planned_form_draw_limit(images) is None
+    assert extract(images).pages[29].text.startswith("drawn")
+    # The hostile file and a shallow one are counted, exactly.
+    nested = write_nested_forms_pdf(tmp_path / "nested.pdf", depth=9, fanout=10)
+    assert _planned_form_draw_limit(nested) == 50_000
+    assert (
+        _planned_form_draw_limit(write_nested_forms_pdf(tmp_path / "shallow.pdf", depth=2, fanout=3))
+        == 50_000
+    )
+    # A form's subtype the byte-level look cannot read plainly still counts as a form.
+    data = nested.read_bytes()
+    assert check_structure(data, 1 << 30)
+    for disguise in (b"/Subtype /Fo#72m", b"/Subtype 99 0 R", b"/Subtype (x) /Form", b"/Subtype % c\n/Form"):
+        assert check_structure(data.replace(b"/Subtype /Form", disguise), 1 << 30), disguise
+    # Dictionaries read plainly with another subtype, or none, are not forms.
+    assert not check_structure(data.replace(b"/Subtype /Form", b"/Subtype /Image"), 1 << 30)
+    assert not check_structure(data.replace(b"/Subtype /Form", b""), 1 << 30)
+    # ... unless a stream keyword hides from the scan (not followed by an end of line).
+    assert check_structure(
+        data.replace(b"/Subtype /Form", b"").replace(b">>\nstream\n", b">>\nstream \n"), 1 << 30
+    )
 
 
 def _forkserver_children() -> list[int]:
