@@ -2,7 +2,7 @@
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,13 +18,15 @@ from tests.docproc.engine.conftest import OpenAIServer
 
 MESSAGES = [{"role": "user", "content": "Name one planet of the solar system."}]
 TEXT = "The cooperative's solar roofs produced 1.2 GWh in 2025, 14% more than planned."
+# As a Qwen3 thinking model replies: its chat template opens `<think>` in the prompt.
+THINKING_REPLY = "The planets: Mercury, Venus, Earth, Mars. Mars is the red one.</think>\n\nMars."
+# From setting `stop` to `Stopped`: the engine reacts at once; the rest is a busy machine's slack.
+STOP_WITHIN_S = 5.0
 
 
 @pytest.fixture
-def tokenize_off(openai_server: OpenAIServer) -> Iterator[None]:
-    openai_server.set_tokenize(False)
-    yield
-    openai_server.set_tokenize(True)
+def tokenize_off(server_config: Callable[..., None]) -> None:
+    server_config(tokenize=False)
 
 
 def test_generation_with_the_server_tokenizer(openai_server: OpenAIServer, default_model: Path) -> None:
@@ -45,6 +47,80 @@ def test_generation_with_the_server_tokenizer(openai_server: OpenAIServer, defau
     greedy = [engine.generate(MESSAGES, max_new_tokens=12, sampling=GREEDY).text for _ in range(2)]
     assert greedy[0] == greedy[1]
     assert openai_server.stats()["last_request"]["temperature"] == 0
+
+
+def test_streamed_answer_equals_the_whole_answer(openai_server: OpenAIServer) -> None:
+    engine = RemoteEngine(openai_server.url)
+    before = openai_server.stats()
+    streamed = engine.generate(MESSAGES, max_new_tokens=12, sampling=GREEDY)
+    after = openai_server.stats()
+    assert after["last_request"]["stream"] and after["streams_completed"] == before["streams_completed"] + 1
+
+    # The same request, answered whole.
+    whole = engine.client.chat.completions.create(
+        model=engine.name,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        max_tokens=12,
+        temperature=0,
+    )
+    assert whole.usage is not None
+    assert streamed.text == (whole.choices[0].message.content or "").strip() and streamed.thinking is None
+    assert (streamed.input_tokens, streamed.output_tokens) == (
+        whole.usage.prompt_tokens,
+        whole.usage.completion_tokens,
+    )
+
+
+@pytest.mark.parametrize("reasoning_parser", [False, True], ids=["thinking-in-content", "reasoning-content"])
+def test_thinking_is_split_from_the_streamed_answer(
+    openai_server: OpenAIServer, server_config: Callable[..., None], reasoning_parser: bool
+) -> None:
+    server_config(reply=THINKING_REPLY, reasoning_parser=reasoning_parser)
+    engine = RemoteEngine(openai_server.url, model="smollm2-thinking")
+    generation = engine.generate(MESSAGES, max_new_tokens=64)
+    assert generation.thinking == "The planets: Mercury, Venus, Earth, Mars. Mars is the red one."
+    assert generation.text == "Mars."
+    assert generation.output_tokens == engine.count_tokens(THINKING_REPLY)
+
+
+def test_usage_is_counted_when_the_server_sends_none(
+    openai_server: OpenAIServer, server_config: Callable[..., None]
+) -> None:
+    server_config(reply=TEXT, usage=False)
+    engine = RemoteEngine(openai_server.url)
+    generation = engine.generate(MESSAGES, max_new_tokens=64)
+    assert generation.text == TEXT
+    assert generation.input_tokens == engine.count_tokens(MESSAGES[0]["content"])
+    assert generation.output_tokens == engine.count_tokens(TEXT)
+
+
+@pytest.mark.parametrize("chunk_delay_s", [0.2, 120.0], ids=["between-chunks", "silent-server"])
+def test_stop_while_the_answer_streams(
+    openai_server: OpenAIServer, server_config: Callable[..., None], chunk_delay_s: float
+) -> None:
+    """A slow stream (a token every 0.2 s: a minute in all), or a server silent for two minutes (a long
+    prefill): either way the call ends soon after `stop`, and the server sees the connection closed."""
+    server_config(reply=TEXT * 20, chunk_delay_s=chunk_delay_s)
+    engine = RemoteEngine(openai_server.url)
+    before = openai_server.stats()
+    stop, signalled = threading.Event(), []
+
+    def signal() -> None:
+        signalled.append(time.monotonic())
+        stop.set()
+
+    threading.Timer(1.0, signal).start()
+    with pytest.raises(Stopped):
+        engine.generate(MESSAGES, max_new_tokens=1000, stop=stop)
+    took = time.monotonic() - signalled[0]
+    print(f"stopped {took:.3f} s after the signal")
+    assert took < STOP_WITHIN_S, f"stopped {took:.2f} s after the signal"
+
+    deadline = time.monotonic() + 10
+    while (stats := openai_server.stats())["streams_abandoned"] == before["streams_abandoned"]:
+        assert time.monotonic() < deadline, "the server did not see the connection closed"
+        time.sleep(0.1)
+    assert stats["streams_completed"] == before["streams_completed"]
 
 
 def test_thinking_model_gets_the_thinking_preset(openai_server: OpenAIServer) -> None:
