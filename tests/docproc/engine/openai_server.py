@@ -46,6 +46,7 @@ class TestConfig(BaseModel):
     #: Off: /tokenize answers 404, as on servers without it.
     tokenize: bool = True
     #: A streamed answer waits this long before each chunk, the first included (a slow model, a long prefill).
+    #: The headers go out at once with a `reply`, and after generating without one.
     chunk_delay_s: float = 0.0
     #: Off: no usage, even when asked for (servers that ignore `stream_options`).
     usage: bool = True

@@ -214,19 +214,54 @@ def remote_service(model_url: str, data_dir: Path) -> Iterator[Service]:
         service.stop()
 
 
-def test_summary_job_through_the_remote_engine(openai_server: OpenAIServer, tmp_path: Path) -> None:
-    with remote_service(openai_server.url, tmp_path / "data") as service, service.client() as client:
-        document = client.post(
-            "/v1/documents", files={"file": ("report.pdf", SAMPLE_PDF.read_bytes())}
-        ).json()
-        assert document["tokens"] > 500
-        options = {"max_words": 10, "temperature": 0}
-        job = client.post("/v1/jobs", json={"document_id": document["id"], "options": options}).json()
-        done = service.wait_job(client, job["id"], {"succeeded", "failed"})
-        assert done["status"] == "succeeded", done
-        result = client.get(f"/v1/jobs/{job['id']}/result").json()
-        assert result["model"] == "smollm2" and result["source_pages"] == [[1, 3]]
-        assert result["usage"]["input_tokens"] > 500 and result["summary"]
+@pytest.fixture(scope="class")
+def remote(openai_server: OpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One service for a class's tests: gone before other tests start workers on the same broker."""
+    with remote_service(openai_server.url, tmp_path_factory.mktemp("remote") / "data") as service:
+        yield service
+
+
+class TestJobsThroughTheRemoteEngine:
+    def test_summary_job(self, remote: Service) -> None:
+        with remote.client() as client:
+            document = client.post(
+                "/v1/documents", files={"file": ("report.pdf", SAMPLE_PDF.read_bytes())}
+            ).json()
+            assert document["tokens"] > 500
+            options = {"max_words": 10, "temperature": 0}
+            job = client.post("/v1/jobs", json={"document_id": document["id"], "options": options}).json()
+            done = remote.wait_job(client, job["id"], {"succeeded", "failed"})
+            assert done["status"] == "succeeded", done
+            result = client.get(f"/v1/jobs/{job['id']}/result").json()
+            assert result["model"] == "smollm2" and result["source_pages"] == [[1, 3]]
+            assert result["usage"]["input_tokens"] > 500 and result["summary"]
+
+    def test_cancel_breaks_off_the_request(
+        self, remote: Service, openai_server: OpenAIServer, server_config: Callable[..., None]
+    ) -> None:
+        # Headers at once, then silent for two minutes, as vLLM in the prefill of a long prompt. (The test
+        # server generates before it answers: only a scripted reply sends the headers at once.)
+        server_config(reply=TEXT, chunk_delay_s=120.0)
+        before = openai_server.stats()
+        with remote.client() as client:
+            document = client.post("/v1/documents", files={"file": ("note.txt", TEXT.encode())}).json()
+            job = client.post("/v1/jobs", json={"document_id": document["id"]}).json()
+            deadline = time.monotonic() + 120
+            while openai_server.stats()["chat_requests"] == before["chat_requests"]:
+                assert time.monotonic() < deadline, client.get(f"/v1/jobs/{job['id']}").json()
+                time.sleep(0.1)
+            asked = time.monotonic()
+            assert client.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "running"
+            stopped = remote.wait_job(client, job["id"], {"cancelled", "succeeded", "failed"}, timeout=120)
+            took = time.monotonic() - asked
+            print(f"job cancelled {took:.2f} s after the request")
+            assert stopped["status"] == "cancelled", stopped
+            # The worker checks the cancel flag every DOCPROC_CANCEL_POLL_S (1 s); the rest is slack.
+            assert took < 10, f"cancelled after {took:.1f} s"
+            deadline = time.monotonic() + 10
+            while openai_server.stats()["streams_abandoned"] == before["streams_abandoned"]:
+                assert time.monotonic() < deadline, "the server did not see the connection closed"
+                time.sleep(0.1)
 
 
 def test_job_fails_clearly_when_the_server_is_down(tmp_path: Path) -> None:
