@@ -6,13 +6,16 @@ Token counts for a remote model, in order of preference:
 3. an estimate of 4 characters per token: chunks are then cut by characters and counts are approximate.
 """
 
+import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletionChunk
 
 from docproc.engine.base import Engine, Generation, Stopped
 from model.chat import split_thinking
@@ -25,6 +28,9 @@ CHARS_PER_TOKEN = 4
 # on top, a server that stays unreachable (restarting, say) is tried again after these many seconds.
 CLIENT_MAX_RETRIES = 2
 RECONNECT_WAITS_S = (1.0, 2.0, 4.0)
+# The thread that breaks off a stream on `stop` wakes at once when it is set; it also wakes this often to see
+# whether the stream has ended, and so outlives a request by at most this long.
+STOP_WATCH_WAKE_S = 0.5
 
 T = TypeVar("T")
 
@@ -178,9 +184,11 @@ class RemoteEngine(Engine):
         sampling: Sampling | None = None,
         stop: threading.Event | None = None,
     ) -> Generation:
-        """One request: `stop` is checked before it is sent and while waiting to reconnect, not during it."""
+        """One streamed request. Once `stop` is set it is abandoned: before it is sent, while waiting to
+        reconnect, between chunks and while waiting for one; the server sees the connection closed."""
         sampling = sampling or self.default_sampling
-        response = self._call(
+        stop = stop or threading.Event()  # never set
+        stream = self._call(
             lambda: self.client.chat.completions.create(
                 model=self.name,
                 messages=messages,  # type: ignore[arg-type]
@@ -190,20 +198,45 @@ class RemoteEngine(Engine):
                 seed=sampling.seed,
                 # top_k is not an OpenAI parameter; vLLM and SGLang read it from the body.
                 extra_body={"top_k": sampling.top_k} if sampling.top_k else None,
+                stream=True,
+                stream_options={"include_usage": True},
             ),
             stop,
         )
-        message = response.choices[0].message
-        thinking, answer = split_thinking(message.content or "")
-        # vLLM and SGLang with a reasoning parser return the thinking apart from the answer.
-        thinking = (message.model_extra or {}).get("reasoning_content") or thinking
-        usage = response.usage
-        return Generation(
-            answer,
-            thinking or None,
-            usage.prompt_tokens if usage else 0,
-            usage.completion_tokens if usage else self.count_tokens(message.content or ""),
-        )
+        content: list[str] = []
+        reasoning: list[str] = []
+        usage = None
+        with stream, _shut_on_stop(stream.response, stop):
+            for chunk in self._chunks(stream, stop):
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    content.append(choice.delta.content or "")
+                    # vLLM and SGLang with a reasoning parser send the thinking apart from the answer.
+                    reasoning.append((choice.delta.model_extra or {}).get("reasoning_content") or "")
+        thinking, answer = split_thinking("".join(content))
+        thinking = "".join(reasoning) or thinking
+        if usage is None:  # a server that ignores `stream_options`: counted here, without the chat template
+            input_tokens = self.count_tokens("\n".join(message["content"] for message in messages))
+            output_tokens = self.count_tokens("".join(reasoning + content))
+        else:
+            input_tokens, output_tokens = usage.prompt_tokens, usage.completion_tokens
+        return Generation(answer, thinking or None, input_tokens, output_tokens)
+
+    def _chunks(
+        self, stream: openai.Stream[ChatCompletionChunk], stop: threading.Event
+    ) -> Iterator[ChatCompletionChunk]:
+        """The stream's chunks until `stop` is set; a stream broken off part way is not retried."""
+        try:
+            for chunk in stream:
+                if stop.is_set():
+                    raise Stopped
+                yield chunk
+        except openai.APIError as exc:  # the connection lost, or an error event
+            if stop.is_set():  # `_shut_on_stop` broke the connection
+                raise Stopped from None
+            raise EngineUnavailable(
+                f"The model server at {self.base_url} broke off its answer: {exc.message}"
+            ) from exc
 
     def _call(self, request: Callable[[], T], stop: threading.Event | None = None) -> T:
         """Run a request; the client retries on its own, then this waits out a server that is away a while."""
@@ -232,3 +265,32 @@ class RemoteEngine(Engine):
             if exc.status_code >= 500 or exc.status_code == 429:
                 raise EngineUnavailable(reason) from exc
             raise EngineRequestRefused(reason) from exc
+
+
+@contextmanager
+def _shut_on_stop(response: httpx.Response, stop: threading.Event) -> Iterator[None]:
+    """While the block runs, shut the response's socket down once `stop` is set: that wakes a read waiting
+    on a silent server (closing the socket from another thread would not) and makes the server drop the
+    request."""
+    stream = response.extensions.get("network_stream")
+    sock: socket.socket | None = stream.get_extra_info("socket") if stream else None
+    if sock is None:
+        yield
+        return
+    done = threading.Event()
+    lock = threading.Lock()  # no shutdown once the block is left: the connection may serve another request
+
+    def watch() -> None:
+        while not done.is_set():
+            if stop.wait(STOP_WATCH_WAKE_S):
+                with lock, suppress(OSError):
+                    if not done.is_set():
+                        sock.shutdown(socket.SHUT_RDWR)
+                return
+
+    threading.Thread(target=watch, name="remote-stop-watch", daemon=True).start()
+    try:
+        yield
+    finally:
+        with lock:
+            done.set()

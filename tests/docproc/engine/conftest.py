@@ -1,7 +1,7 @@
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,8 +20,9 @@ class OpenAIServer:
     def fail_next(self, count: int, status: int = 503) -> None:
         httpx.post(f"{self.root}/test/fail", params={"count": count, "status": status}).raise_for_status()
 
-    def set_tokenize(self, enabled: bool) -> None:
-        httpx.post(f"{self.root}/test/config", params={"tokenize": enabled}).raise_for_status()
+    def configure(self, **options: object) -> None:
+        """openai_server.TestConfig: the options given, the others back to their defaults."""
+        httpx.post(f"{self.root}/test/config", json=options).raise_for_status()
 
     def stats(self) -> dict:
         return httpx.get(f"{self.root}/test/stats").json()
@@ -62,3 +63,10 @@ def openai_server(default_model: Path, tmp_path_factory: pytest.TempPathFactory)
     yield server
     process.terminate()
     process.wait(20)
+
+
+@pytest.fixture
+def server_config(openai_server: OpenAIServer) -> Iterator[Callable[..., None]]:
+    """Configures the shared test server for one test, then puts its defaults back."""
+    yield openai_server.configure
+    openai_server.configure()

@@ -2,7 +2,7 @@
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,13 +18,15 @@ from tests.docproc.engine.conftest import OpenAIServer
 
 MESSAGES = [{"role": "user", "content": "Name one planet of the solar system."}]
 TEXT = "The cooperative's solar roofs produced 1.2 GWh in 2025, 14% more than planned."
+# As a Qwen3 thinking model replies: its chat template opens `<think>` in the prompt.
+THINKING_REPLY = "The planets: Mercury, Venus, Earth, Mars. Mars is the red one.</think>\n\nMars."
+# From setting `stop` to `Stopped`: the engine reacts at once; the rest is a busy machine's slack.
+STOP_WITHIN_S = 5.0
 
 
 @pytest.fixture
-def tokenize_off(openai_server: OpenAIServer) -> Iterator[None]:
-    openai_server.set_tokenize(False)
-    yield
-    openai_server.set_tokenize(True)
+def tokenize_off(server_config: Callable[..., None]) -> None:
+    server_config(tokenize=False)
 
 
 def test_generation_with_the_server_tokenizer(openai_server: OpenAIServer, default_model: Path) -> None:
@@ -45,6 +47,80 @@ def test_generation_with_the_server_tokenizer(openai_server: OpenAIServer, defau
     greedy = [engine.generate(MESSAGES, max_new_tokens=12, sampling=GREEDY).text for _ in range(2)]
     assert greedy[0] == greedy[1]
     assert openai_server.stats()["last_request"]["temperature"] == 0
+
+
+def test_streamed_answer_equals_the_whole_answer(openai_server: OpenAIServer) -> None:
+    engine = RemoteEngine(openai_server.url)
+    before = openai_server.stats()
+    streamed = engine.generate(MESSAGES, max_new_tokens=12, sampling=GREEDY)
+    after = openai_server.stats()
+    assert after["last_request"]["stream"] and after["streams_completed"] == before["streams_completed"] + 1
+
+    # The same request, answered whole.
+    whole = engine.client.chat.completions.create(
+        model=engine.name,
+        messages=MESSAGES,  # type: ignore[arg-type]
+        max_tokens=12,
+        temperature=0,
+    )
+    assert whole.usage is not None
+    assert streamed.text == (whole.choices[0].message.content or "").strip() and streamed.thinking is None
+    assert (streamed.input_tokens, streamed.output_tokens) == (
+        whole.usage.prompt_tokens,
+        whole.usage.completion_tokens,
+    )
+
+
+@pytest.mark.parametrize("reasoning_parser", [False, True], ids=["thinking-in-content", "reasoning-content"])
+def test_thinking_is_split_from_the_streamed_answer(
+    openai_server: OpenAIServer, server_config: Callable[..., None], reasoning_parser: bool
+) -> None:
+    server_config(reply=THINKING_REPLY, reasoning_parser=reasoning_parser)
+    engine = RemoteEngine(openai_server.url, model="smollm2-thinking")
+    generation = engine.generate(MESSAGES, max_new_tokens=64)
+    assert generation.thinking == "The planets: Mercury, Venus, Earth, Mars. Mars is the red one."
+    assert generation.text == "Mars."
+    assert generation.output_tokens == engine.count_tokens(THINKING_REPLY)
+
+
+def test_usage_is_counted_when_the_server_sends_none(
+    openai_server: OpenAIServer, server_config: Callable[..., None]
+) -> None:
+    server_config(reply=TEXT, usage=False)
+    engine = RemoteEngine(openai_server.url)
+    generation = engine.generate(MESSAGES, max_new_tokens=64)
+    assert generation.text == TEXT
+    assert generation.input_tokens == engine.count_tokens(MESSAGES[0]["content"])
+    assert generation.output_tokens == engine.count_tokens(TEXT)
+
+
+@pytest.mark.parametrize("chunk_delay_s", [0.2, 120.0], ids=["between-chunks", "silent-server"])
+def test_stop_while_the_answer_streams(
+    openai_server: OpenAIServer, server_config: Callable[..., None], chunk_delay_s: float
+) -> None:
+    """A slow stream (a token every 0.2 s: a minute in all), or a server silent for two minutes (a long
+    prefill): either way the call ends soon after `stop`, and the server sees the connection closed."""
+    server_config(reply=TEXT * 20, chunk_delay_s=chunk_delay_s)
+    engine = RemoteEngine(openai_server.url)
+    before = openai_server.stats()
+    stop, signalled = threading.Event(), []
+
+    def signal() -> None:
+        signalled.append(time.monotonic())
+        stop.set()
+
+    threading.Timer(1.0, signal).start()
+    with pytest.raises(Stopped):
+        engine.generate(MESSAGES, max_new_tokens=1000, stop=stop)
+    took = time.monotonic() - signalled[0]
+    print(f"stopped {took:.3f} s after the signal")
+    assert took < STOP_WITHIN_S, f"stopped {took:.2f} s after the signal"
+
+    deadline = time.monotonic() + 10
+    while (stats := openai_server.stats())["streams_abandoned"] == before["streams_abandoned"]:
+        assert time.monotonic() < deadline, "the server did not see the connection closed"
+        time.sleep(0.1)
+    assert stats["streams_completed"] == before["streams_completed"]
 
 
 def test_thinking_model_gets_the_thinking_preset(openai_server: OpenAIServer) -> None:
@@ -138,19 +214,54 @@ def remote_service(model_url: str, data_dir: Path) -> Iterator[Service]:
         service.stop()
 
 
-def test_summary_job_through_the_remote_engine(openai_server: OpenAIServer, tmp_path: Path) -> None:
-    with remote_service(openai_server.url, tmp_path / "data") as service, service.client() as client:
-        document = client.post(
-            "/v1/documents", files={"file": ("report.pdf", SAMPLE_PDF.read_bytes())}
-        ).json()
-        assert document["tokens"] > 500
-        options = {"max_words": 10, "temperature": 0}
-        job = client.post("/v1/jobs", json={"document_id": document["id"], "options": options}).json()
-        done = service.wait_job(client, job["id"], {"succeeded", "failed"})
-        assert done["status"] == "succeeded", done
-        result = client.get(f"/v1/jobs/{job['id']}/result").json()
-        assert result["model"] == "smollm2" and result["source_pages"] == [[1, 3]]
-        assert result["usage"]["input_tokens"] > 500 and result["summary"]
+@pytest.fixture(scope="class")
+def remote(openai_server: OpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One service for a class's tests: gone before other tests start workers on the same broker."""
+    with remote_service(openai_server.url, tmp_path_factory.mktemp("remote") / "data") as service:
+        yield service
+
+
+class TestJobsThroughTheRemoteEngine:
+    def test_summary_job(self, remote: Service) -> None:
+        with remote.client() as client:
+            document = client.post(
+                "/v1/documents", files={"file": ("report.pdf", SAMPLE_PDF.read_bytes())}
+            ).json()
+            assert document["tokens"] > 500
+            options = {"max_words": 10, "temperature": 0}
+            job = client.post("/v1/jobs", json={"document_id": document["id"], "options": options}).json()
+            done = remote.wait_job(client, job["id"], {"succeeded", "failed"})
+            assert done["status"] == "succeeded", done
+            result = client.get(f"/v1/jobs/{job['id']}/result").json()
+            assert result["model"] == "smollm2" and result["source_pages"] == [[1, 3]]
+            assert result["usage"]["input_tokens"] > 500 and result["summary"]
+
+    def test_cancel_breaks_off_the_request(
+        self, remote: Service, openai_server: OpenAIServer, server_config: Callable[..., None]
+    ) -> None:
+        # Headers at once, then silent for two minutes, as vLLM in the prefill of a long prompt. (The test
+        # server generates before it answers: only a scripted reply sends the headers at once.)
+        server_config(reply=TEXT, chunk_delay_s=120.0)
+        before = openai_server.stats()
+        with remote.client() as client:
+            document = client.post("/v1/documents", files={"file": ("note.txt", TEXT.encode())}).json()
+            job = client.post("/v1/jobs", json={"document_id": document["id"]}).json()
+            deadline = time.monotonic() + 120
+            while openai_server.stats()["chat_requests"] == before["chat_requests"]:
+                assert time.monotonic() < deadline, client.get(f"/v1/jobs/{job['id']}").json()
+                time.sleep(0.1)
+            asked = time.monotonic()
+            assert client.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "running"
+            stopped = remote.wait_job(client, job["id"], {"cancelled", "succeeded", "failed"}, timeout=120)
+            took = time.monotonic() - asked
+            print(f"job cancelled {took:.2f} s after the request")
+            assert stopped["status"] == "cancelled", stopped
+            # The worker checks the cancel flag every DOCPROC_CANCEL_POLL_S (1 s); the rest is slack.
+            assert took < 10, f"cancelled after {took:.1f} s"
+            deadline = time.monotonic() + 10
+            while openai_server.stats()["streams_abandoned"] == before["streams_abandoned"]:
+                assert time.monotonic() < deadline, "the server did not see the connection closed"
+                time.sleep(0.1)
 
 
 def test_job_fails_clearly_when_the_server_is_down(tmp_path: Path) -> None:
