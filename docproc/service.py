@@ -44,6 +44,7 @@ def add_document(
             timeout_s=settings.parse_timeout_s,
             max_pages=settings.max_pages,
             max_chars=settings.max_document_chars,
+            page_chars=settings.text_page_chars,
         )
     except IngestionError:
         _drop_blob_if_unused(session, sha256)

@@ -21,6 +21,7 @@ class TransformersEngine(Engine):
         self.name = name
         self.default_sampling = GREEDY
         self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        self.parameters = self.model.num_parameters()
         self.device = device
 
     def encode(self, text: str) -> list[int]:
