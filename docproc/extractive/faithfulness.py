@@ -101,18 +101,17 @@ def check_faithfulness(generated: str, sources: Sequence[Sentence], min_word_sup
 
 
 def fit_to_length(sentences: Sequence[str], max_words: int) -> str:
-    """Whole sentences, in order, up to the first that would pass max_words.
+    """Whole sentences, in order, within max_words: one that would pass it is left out, later ones may fit.
 
-    Only when even the first sentence is longer is it cut, at max_words words, with an ellipsis to say so.
+    Only when no sentence fits is the first one cut, at max_words words, with an ellipsis to say so.
     """
     kept: list[str] = []
     total = 0
     for sentence in sentences:
         count = len(words(sentence))
-        if total + count > max_words:
-            break
-        kept.append(sentence)
-        total += count
+        if total + count <= max_words:
+            kept.append(sentence)
+            total += count
     if not kept and sentences:
         last_word = list(WORD.finditer(sentences[0]))[max_words - 1]
         return sentences[0][: last_word.end()] + "…"

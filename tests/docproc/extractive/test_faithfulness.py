@@ -41,11 +41,11 @@ def test_an_unfinished_last_sentence_is_dropped() -> None:
 
 
 def test_the_cut_keeps_whole_sentences_within_max_words() -> None:
-    sentences = ["One two three four.", "Five six seven.", "Eight nine ten eleven twelve."]
-    assert fit_to_length(sentences, 7) == "One two three four. Five six seven."
-    assert fit_to_length(sentences, 11) == "One two three four. Five six seven."
-    assert fit_to_length(sentences, 12) == " ".join(sentences)
+    sentences = ["One two three four.", "Five six seven eight nine.", "Ten eleven."]
+    assert fit_to_length(sentences, 6) == "One two three four. Ten eleven."
+    assert fit_to_length(sentences, 10) == "One two three four. Five six seven eight nine."
+    assert fit_to_length(sentences, 11) == " ".join(sentences)
 
 
-def test_a_first_sentence_longer_than_max_words_is_cut_visibly() -> None:
-    assert fit_to_length(["One, two three four five."], 3) == "One, two three…"
+def test_only_when_no_sentence_fits_is_one_cut_visibly() -> None:
+    assert fit_to_length(["One, two three four five.", "Six seven eight nine."], 3) == "One, two three…"
