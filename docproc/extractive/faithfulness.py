@@ -34,12 +34,12 @@ def _stop_words() -> frozenset[str]:
     return frozenset(get_stop_words("english"))
 
 
-def _numbers(text: str) -> set[str]:
+def figures(text: str) -> set[str]:
     # "1,200" and "1200" are the same figure; a trailing full stop is the sentence's.
     return {number.replace(",", "").rstrip(".") for number in _NUMBER.findall(text)}
 
 
-def _names(text: str) -> set[str]:
+def names(text: str) -> set[str]:
     """Words with a capital where the sentence does not call for one (not the first word's first letter)."""
     found = set()
     for position, word in enumerate(words(text)):
@@ -61,13 +61,13 @@ class _Sources:
     def __init__(self, sentences: Sequence[Sentence]) -> None:
         self.sentences = sentences
         joined = "\n".join(sentence.text for sentence in sentences)
-        self.numbers = _numbers(joined)
+        self.numbers = figures(joined)
         self.words = {word.casefold() for word in words(joined)}
         self.stems = [_content_stems(sentence.text) for sentence in sentences]
         self.all_stems = set().union(*self.stems)
 
     def supports(self, text: str, min_word_support: float) -> bool:
-        if not _numbers(text) <= self.numbers or not _names(text) <= self.words:
+        if not figures(text) <= self.numbers or not names(text) <= self.words:
             return False
         stems = _content_stems(text)
         return not stems or len(stems & self.all_stems) >= min_word_support * len(stems)
