@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from docproc.engine import Chunk, Engine, Generation
-from docproc.extractive import Sentence, check_faithfulness, fit_to_length, select, split_sentences
 from docproc.ingestion import Page
 from docproc.settings import get_settings
 from model.sampling import Sampling
 
 if TYPE_CHECKING:
     from docproc.engine.hybrid import HybridEngine
+    from docproc.extractive import Sentence
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,9 @@ def summarize(
     chunk_tokens: int,
     checkpoint_every_tokens: int,
 ) -> Summary:
+    # Here, not at the top: the API imports this module for SummarizeOptions, and nltk takes seconds to load.
+    from docproc.extractive import check_faithfulness, fit_to_length, split_sentences
+
     method = choose_method(engine, options.method)
     if method in ("extract_compress", "extractive"):
         summary, sources = _summarize_extractively(engine, pages, options, progress, method)
@@ -271,8 +274,10 @@ def _summarize_extractively(
     options: SummarizeOptions,
     progress: ProgressReporter,
     method: Method,
-) -> tuple[Summary, list[Sentence]]:
+) -> tuple[Summary, list["Sentence"]]:
     """Rank the sentences; keep the best (extractive) or have the model rewrite them (extract_compress)."""
+    from docproc.extractive import select, split_sentences
+
     pages = _pages_within(engine, pages, options.max_input_tokens)
     tokens_total = sum(engine.count_tokens(page.text) for page in pages)
     progress.started(tokens_total)

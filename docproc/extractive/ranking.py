@@ -93,14 +93,9 @@ def _scaled(values: Sequence[float]) -> np.ndarray:
 
 
 def rank(sentences: Sequence[Sentence], instructions: str | None, block_sentences: int) -> list[Sentence]:
-    """Candidate sentences (long enough, not repeated), best first."""
-    seen: set[str] = set()
-    pool: list[Sentence] = []
-    for sentence in sentences:
-        key = sentence.text.casefold()
-        if MIN_SENTENCE_WORDS <= word_count(sentence.text) <= MAX_SENTENCE_WORDS and key not in seen:
-            seen.add(key)
-            pool.append(sentence)
+    """Candidate sentences (not repeated; long enough, unless none is), best first."""
+    unique = list({sentence.text.casefold(): sentence for sentence in reversed(sentences)}.values())[::-1]
+    pool = [s for s in unique if MIN_SENTENCE_WORDS <= word_count(s.text) <= MAX_SENTENCE_WORDS] or unique
     bias = dict(zip((s.index for s in pool), relevance([s.text for s in pool], instructions), strict=True))
     eliminated: list[Sentence] = []  # sentences dropped in later rounds rank above those dropped earlier
     while True:

@@ -1,7 +1,7 @@
 """Key sentences: central ones first, pulled towards the instructions, within the word budget."""
 
 from docproc.extractive import select, split_sentences, word_count
-from docproc.ingestion import extract
+from docproc.ingestion import Page, extract
 from tests.conftest import SAMPLE_PDF
 
 
@@ -29,3 +29,9 @@ def test_a_long_document_is_ranked_in_blocks() -> None:
     assert sum(word_count(s.text) for s in in_blocks) <= 60
     # Rounds of blocks keep the most central sentences: most of the one-block choice survives.
     assert len(set(whole) & set(in_blocks)) >= len(whole) // 2
+
+
+def test_a_document_of_fragments_still_gets_its_sentences() -> None:
+    sentences = split_sentences([Page(1, "Name: Foo Bar\n\nSigned: 2007\n\nSubmit")])
+    chosen = select(sentences, 10, None, block_sentences=250)
+    assert chosen and set(chosen) <= set(sentences)
