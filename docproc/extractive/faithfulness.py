@@ -19,7 +19,7 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # A sentence ends with its punctuation (perhaps inside quotes or brackets); anything else was cut off.
 _FINISHED = re.compile(r"[.!?…][\"'”’)\]]*$")
 # A replacement must share at least this many content words with the sentence it replaces.
-MIN_SHAREDWORDS = 2
+MIN_SHARED_WORDS = 2
 
 
 @dataclass(frozen=True)
@@ -61,13 +61,13 @@ class _Sources:
     def __init__(self, sentences: Sequence[Sentence]) -> None:
         self.sentences = sentences
         joined = "\n".join(sentence.text for sentence in sentences)
-        self.numbers = figures(joined)
+        self.figures = figures(joined)
         self.words = {word.casefold() for word in words(joined)}
         self.stems = [_content_stems(sentence.text) for sentence in sentences]
         self.all_stems = set().union(*self.stems)
 
     def supports(self, text: str, min_word_support: float) -> bool:
-        if not figures(text) <= self.numbers or not names(text) <= self.words:
+        if not figures(text) <= self.figures or not names(text) <= self.words:
             return False
         stems = _content_stems(text)
         return not stems or len(stems & self.all_stems) >= min_word_support * len(stems)
@@ -78,7 +78,7 @@ class _Sources:
             ((len(stems & candidate), -position) for position, candidate in enumerate(self.stems)),
             default=(0, 0),
         )
-        return self.sentences[-best] if shared >= MIN_SHAREDWORDS else None
+        return self.sentences[-best] if shared >= MIN_SHARED_WORDS else None
 
 
 def check_faithfulness(generated: str, sources: Sequence[Sentence], min_word_support: float) -> Checked:
