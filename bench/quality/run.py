@@ -173,12 +173,12 @@ def main() -> None:
         if args.long:
             print(json.dumps(run_long(engine, args.long, args.max_words, Path(workdir)), indent=2))
             return
-        rows = []
+        rows: list[Row] = []
         for document in documents():
             rows += run_document(engine, document, args.max_words, Path(workdir) / str(len(rows)))
-            print(f"{document.name}: done", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps([asdict(row) for row in rows], indent=2))
+            print(f"{document.name}: done\n{table(rows)}", flush=True)  # long runs show what they have
+            if args.json:
+                args.json.write_text(json.dumps([asdict(row) for row in rows], indent=2))
     print(f"\n{engine.name}, max_words={args.max_words}\n\n{table(rows)}")
 
 
