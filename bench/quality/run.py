@@ -21,7 +21,7 @@ from bench.quality.documents import Document, documents, long_text
 from docproc.engine import Engine, get_engine
 from docproc.extractive import check_faithfulness, fit_to_length, split_sentences, word_count
 from docproc.extractive.faithfulness import figures, names
-from docproc.extractive.sentences import words
+from docproc.extractive.sentences import sentences_of, words
 from docproc.ingestion import extract
 from docproc.pipeline import (
     ProgressReporter,
@@ -61,7 +61,7 @@ def measure(document: Document, method: str, body: str, max_words: int, seconds:
         document.name,
         method,
         sorted(figures(body) - source_figures),
-        sorted(names(body) - source_words),
+        sorted(set().union(*(names(sentence) for sentence in sentences_of(body))) - source_words),
         covered,
         len(document.facts),
         word_count(body),
