@@ -208,6 +208,8 @@ def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
                 input_tokens=summary.input_tokens,
                 output_tokens=summary.output_tokens,
                 source_pages=summary.source_pages,
+                method=summary.method,
+                replaced_sentences=summary.replaced_sentences,
             ),
         )
         workspace.clear_job()

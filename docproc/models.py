@@ -161,6 +161,10 @@ class Result(Base):
     output_tokens: Mapped[int] = mapped_column(Integer)
     # Page ranges the summary draws on: [[first, last], ...].
     source_pages: Mapped[list[list[int]]] = mapped_column(default=list)
+    # How the summary was made (extract_compress, extractive, abstractive) and how many generated sentences
+    # failed the faithfulness check (each replaced by a source sentence, or dropped). None: made before both.
+    method: Mapped[str | None] = mapped_column(String(32))
+    replaced_sentences: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="result")

@@ -7,6 +7,11 @@ Two ways, by engine:
 - hierarchical (any other model): a document that fits in the context is summarized in one pass; a longer one
   chunk by chunk (partial summaries labelled with their pages, checkpointed), then the partial summaries
   together (in groups while they do not fit).
+- extract, then compress (small models, the default for them): the document's key sentences are ranked
+  (docproc.extractive) and the model rewrites only those; or, extractive, the key sentences themselves.
+
+Whatever the way, every generated sentence is checked against the source (numbers, names, words) and
+replaced when unsupported, and the summary is cut to whole sentences within max_words.
 """
 
 import json
@@ -16,16 +21,18 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
 from docproc.engine import Chunk, Engine, Generation
 from docproc.ingestion import Page
+from docproc.settings import get_settings
 from model.sampling import Sampling
 
 if TYPE_CHECKING:
     from docproc.engine.hybrid import HybridEngine
+    from docproc.extractive import Sentence
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,12 @@ log = logging.getLogger(__name__)
 PROMPT_RESERVE_TOKENS = 768
 PARTIAL_SUMMARY_WORDS = 80
 SYSTEM_PROMPT = "You are a careful assistant that summarizes documents faithfully and concisely."
+# Extract, then compress: the model rewrites key sentences holding this many times max_words words.
+COMPRESS_INPUT_RATIO = 2
+# Generated words per token, at most (English, SmolLM2/Qwen tokenizers): the answer's token budget.
+TOKENS_PER_WORD = 1.6
+
+Method = Literal["auto", "extract_compress", "extractive", "abstractive"]
 
 
 class SummarizeOptions(BaseModel):
@@ -42,6 +55,9 @@ class SummarizeOptions(BaseModel):
 
     max_words: int = Field(150, ge=10, le=2000)
     instructions: str | None = Field(None, max_length=2000)
+    # auto: extract_compress for models smaller than DOCPROC_COMPRESS_BELOW_PARAMETERS, else abstractive
+    # (the streaming read for the hybrid engine, hierarchical for others). extractive: no model at all.
+    method: Method = "auto"
     # Sampling; unset fields take the engine's preset (Qwen Instruct/Thinking presets, greedy for others).
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
@@ -63,6 +79,9 @@ class Summary:
     input_tokens: int
     output_tokens: int
     source_pages: list[list[int]]
+    method: Method = "abstractive"
+    #: Generated sentences that failed the faithfulness check (replaced by a source sentence, or dropped).
+    replaced_sentences: int = 0
 
 
 class ProgressReporter:
@@ -132,11 +151,39 @@ def summarize(
     chunk_tokens: int,
     checkpoint_every_tokens: int,
 ) -> Summary:
-    if getattr(engine, "streams_documents", False):
-        return _summarize_streaming(
-            engine, pages, options, progress, workspace, chunk_tokens, checkpoint_every_tokens
-        )
-    return _summarize_hierarchically(engine, pages, options, progress, workspace, chunk_tokens)
+    # Here, not at the top: the API imports this module for SummarizeOptions, and nltk takes seconds to load.
+    from docproc.extractive import check_faithfulness, fit_to_length, split_sentences
+
+    method = choose_method(engine, options.method)
+    if method in ("extract_compress", "extractive"):
+        summary, sources = _summarize_extractively(engine, pages, options, progress, method)
+    else:
+        if getattr(engine, "streams_documents", False):
+            summary = _summarize_streaming(
+                engine, pages, options, progress, workspace, chunk_tokens, checkpoint_every_tokens
+            )
+        else:
+            summary = _summarize_hierarchically(engine, pages, options, progress, workspace, chunk_tokens)
+        sources = split_sentences(pages)
+    if method == "extractive":  # the sentences are the source's own, whole
+        checked, replaced = [source.text for source in sources], 0
+    else:
+        check = check_faithfulness(summary.text, sources, get_settings().min_word_support)
+        checked, replaced = check.sentences, check.replaced
+        if method == "extract_compress":  # room the model left, or lost to the check, goes to key sentences
+            checked += [source.text for source in sources if source.text not in checked]
+    text = _citing_pages(fit_to_length(checked, options.max_words), summary.source_pages)
+    return replace(summary, text=text, method=method, replaced_sentences=replaced)
+
+
+def choose_method(engine: Engine, method: Method) -> Method:
+    if method != "auto":
+        return method
+    if getattr(engine, "streams_documents", False) or engine.parameters is None:
+        return "abstractive"
+    return (
+        "extract_compress" if engine.parameters < get_settings().compress_below_parameters else "abstractive"
+    )
 
 
 def _instruction(options: SummarizeOptions, where: str) -> str:
@@ -186,13 +233,12 @@ def _summarize_streaming(
         if full_state is not None:
             _atomic_write(full_state, state.save)
     progress.advanced(len(ids))
-    max_new_tokens = int(options.max_words * 1.6) + 16
+    max_new_tokens = int(options.max_words * TOKENS_PER_WORD) + 16
     answer = engine.answer(
         state, suffix, max_new_tokens, options.sampling(engine.default_sampling), progress.stop
     )
     source_pages = page_ranges([(page.number, page.number) for page in pages])
-    text = _citing_pages(answer.text, source_pages)
-    return Summary(text, answer.thinking, answer.input_tokens, answer.output_tokens, source_pages)
+    return Summary(answer.text, answer.thinking, answer.input_tokens, answer.output_tokens, source_pages)
 
 
 def _summarize_hierarchically(
@@ -214,8 +260,9 @@ def _summarize_hierarchically(
 
     def generate(prompt: str, max_words: int) -> Generation:
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+        max_new_tokens = int(max_words * TOKENS_PER_WORD) + 16
         generation = engine.generate(
-            messages, max_new_tokens=int(max_words * 1.6) + 16, sampling=sampling, stop=progress.stop
+            messages, max_new_tokens=max_new_tokens, sampling=sampling, stop=progress.stop
         )
         usage[0] += generation.input_tokens
         usage[1] += generation.output_tokens
@@ -230,7 +277,62 @@ def _summarize_hierarchically(
         partials = _partial_summaries(chunks, workspace.partial_summaries, progress, generate)
         notes = _combine(partials, engine, budget, generate)
         final = generate(_final_prompt(notes, options), options.max_words)
-    return Summary(_citing_pages(final.text, source_pages), final.thinking, usage[0], usage[1], source_pages)
+    return Summary(final.text, final.thinking, usage[0], usage[1], source_pages)
+
+
+def _summarize_extractively(
+    engine: Engine,
+    pages: Sequence[Page],
+    options: SummarizeOptions,
+    progress: ProgressReporter,
+    method: Method,
+) -> tuple[Summary, list["Sentence"]]:
+    """Rank the sentences; keep the best (extractive) or have the model rewrite them (extract_compress)."""
+    from docproc.extractive import select, split_sentences
+
+    pages = _pages_within(engine, pages, options.max_input_tokens)
+    tokens_total = sum(engine.count_tokens(page.text) for page in pages)
+    progress.started(tokens_total)
+    compress = method == "extract_compress"
+    room_words = int((engine.context_tokens - PROMPT_RESERVE_TOKENS) / TOKENS_PER_WORD) - options.max_words
+    words = min(options.max_words * COMPRESS_INPUT_RATIO, room_words) if compress else options.max_words
+    chosen = select(split_sentences(pages), words, options.instructions, get_settings().rank_block_sentences)
+    progress.advanced(tokens_total)
+    source_pages = page_ranges([(sentence.page, sentence.page) for sentence in chosen])
+    if not compress:
+        return Summary("", None, 0, 0, source_pages), chosen
+    extra = f" {options.instructions.strip()}" if options.instructions else ""
+    prompt = (
+        f"Rewrite these key sentences of a document as one paragraph of at most {options.max_words} words. "
+        f"Use only what they say; keep numbers and names exactly.{extra}\n\n"
+        + "\n".join(sentence.text for sentence in chosen)
+    )
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+    generation = engine.generate(
+        messages,
+        max_new_tokens=int(options.max_words * TOKENS_PER_WORD) + 16,
+        sampling=options.sampling(engine.default_sampling),
+        stop=progress.stop,
+    )
+    summary = Summary(
+        generation.text, generation.thinking, generation.input_tokens, generation.output_tokens, source_pages
+    )
+    return summary, chosen
+
+
+def _pages_within(engine: Engine, pages: Sequence[Page], max_tokens: int | None) -> list[Page]:
+    """The pages up to max_tokens tokens (the last one cut)."""
+    if max_tokens is None:
+        return list(pages)
+    kept: list[Page] = []
+    room = max_tokens
+    for page in pages:
+        if room <= 0:
+            break
+        ids = engine.encode(page.text)
+        kept.append(page if len(ids) <= room else Page(page.number, engine.decode(ids[:room])))
+        room -= len(ids)
+    return kept
 
 
 def _limited(chunks: Iterable[Chunk], max_tokens: int | None) -> list[Chunk]:

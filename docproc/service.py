@@ -103,6 +103,7 @@ def _extracted_document(
         ),
         max_pages=settings.max_pages,
         max_chars=settings.max_document_chars,
+        page_chars=settings.text_page_chars,
     )
     # Counted as the engine reads them (docproc.engine.base.Engine.chunks): a job's tokens_total agrees.
     page_texts = [page.text + PAGE_SEPARATOR for page in extracted.pages]

@@ -63,12 +63,20 @@ class Settings(BaseSettings):
     # Upload temp files and blobs no document references (what a crash leaves) are removed at API start-up
     # and by the workers' sweep once this old: longer than any upload takes, so one in flight is kept.
     orphan_grace_s: float = 3600.0
+    # Plain text, Markdown and HTML without form feeds are cut into pages of about this many characters.
+    text_page_chars: int = Field(3000, ge=200)
 
     # Tokens per chunk when a document is read in pieces (hierarchical summaries, streaming prefill).
     chunk_tokens: int = 1536
     # Streaming engines save their state every this many tokens, so a crashed job resumes from there.
     checkpoint_every_tokens: int = 65536
     max_summary_tokens: int = 400
+    # Summaries with method "auto": a model with fewer parameters extracts key sentences, then rewrites them.
+    compress_below_parameters: int = 1_000_000_000
+    # LexRank compares every pair of sentences: a longer document is ranked in blocks of this many sentences.
+    rank_block_sentences: int = Field(250, ge=20)
+    # A generated sentence needs this share of its content words in the source, or it is replaced.
+    min_word_support: float = Field(0.6, ge=0.0, le=1.0)
 
     # A running job's lease: the worker renews it every lease_s / 3; an expired lease means the worker died.
     job_lease_s: float = 60.0

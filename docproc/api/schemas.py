@@ -140,6 +140,11 @@ class ResultOut(BaseModel):
     model: str
     usage: Usage
     source_pages: list[list[int]]
+    # extract_compress | extractive | abstractive (None for results made before methods were recorded).
+    method: str | None
+    # Generated sentences that failed the faithfulness check: replaced by their closest source sentence or
+    # dropped.
+    replaced_sentences: int | None
 
     @classmethod
     def of(cls, result: Result) -> "ResultOut":
@@ -150,6 +155,8 @@ class ResultOut(BaseModel):
             model=result.model,
             usage=Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens),
             source_pages=result.source_pages,
+            method=result.method,
+            replaced_sentences=result.replaced_sentences,
         )
 
 

@@ -68,6 +68,8 @@ class Engine(ABC):
     context_tokens: int
     #: Sampling when a job sets none (Qwen presets for Qwen models).
     default_sampling: Sampling
+    #: The model's size, where known (a remote server does not say): small ones extract, then compress.
+    parameters: int | None = None
 
     @abstractmethod
     def encode(self, text: str) -> list[int]: ...

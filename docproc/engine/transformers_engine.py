@@ -22,6 +22,7 @@ class TransformersEngine(Engine):
         self.name = name
         self.default_sampling = GREEDY
         self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        self.parameters = self.model.num_parameters()
         self.device = device
         # Decoder layers: the stop signal is checked before each one. A model without the usual `layers`
         # list is checked once per forward (each generated token), though not within its prefill.

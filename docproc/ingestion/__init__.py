@@ -68,14 +68,15 @@ def extract(
     max_pages: int = 5000,
     max_chars: int = 50_000_000,
     workers: int | None = None,
+    page_chars: int = 3000,
 ) -> ExtractedDocument:
     """The text of the file at `path`, page by page, its type sniffed from its bytes.
 
     PDFs are read in child processes (up to `workers`, default one per usable CPU, for big documents) within
     `limits` (time, memory, inflated bytes, form draws, host-wide parser slots), with `password` for encrypted
-    ones; other formats are one page. Raises an IngestionError subclass (with `.code` and `.message`) for
-    anything that yields no text, or too much (`max_pages`, `max_chars`), and ParserBusyError (503) when the
-    host's parser slots stay busy.
+    ones; other formats are split at form feeds, else into pages of about `page_chars` characters. Raises an
+    IngestionError subclass (with `.code` and `.message`) for anything that yields no text, or too much
+    (`max_pages`, `max_chars`), and ParserBusyError (503) when the host's parser slots stay busy.
     """
     path = Path(path)
     content_type = sniff_content_type(path)
@@ -89,6 +90,7 @@ def extract(
             workers=workers,
         )
         return ExtractedDocument(content_type, pages)
-    return ExtractedDocument(
-        content_type, [Page(1, read_text_document(path, content_type, max_chars=max_chars))]
+    texts = read_text_document(
+        path, content_type, max_chars=max_chars, max_pages=max_pages, page_chars=page_chars
     )
+    return ExtractedDocument(content_type, [Page(number, text) for number, text in enumerate(texts, start=1)])

@@ -1,12 +1,13 @@
 """Plain text, Markdown and HTML: decoding and visible text."""
 
+import math
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import charset_normalizer
 
-from .errors import NoTextError, TextTooLongError, UnsupportedTypeError
+from .errors import NoTextError, TextTooLongError, TooManyPagesError, UnsupportedTypeError
 from .normalize import normalize_text
 from .sniff import HTML, byte_order_mark
 
@@ -16,19 +17,54 @@ _HTML_WHITESPACE = re.compile(r"[ \t\n\r\f]+")
 _MAX_BYTES_PER_CHAR = 4
 
 
-def read_text_document(path: Path, content_type: str, *, max_chars: int) -> str:
-    """The normalised text of a plain-text, Markdown or HTML file. Markdown keeps its syntax."""
+def read_text_document(
+    path: Path, content_type: str, *, max_chars: int, max_pages: int, page_chars: int
+) -> list[str]:
+    """The normalised pages of a plain-text, Markdown or HTML file (`paginate`); Markdown keeps its syntax.
+
+    Pages grow beyond `page_chars` where needed to stay within `max_pages`; form feeds beyond it are an error.
+    """
     if path.stat().st_size > _MAX_BYTES_PER_CHAR * max_chars + _MAX_BYTES_PER_CHAR:
         raise TextTooLongError.over(max_chars)
     text = decode_text(path.read_bytes())
     if content_type == HTML:
         text = html_to_text(text)
-    text = normalize_text(text, from_pdf=False)
-    if len(text) > max_chars:
+    pages = [normalize_text(page, from_pdf=False) for page in text.split("\f")]
+    if sum(map(len, pages)) > max_chars:
         raise TextTooLongError.over(max_chars)
-    if not text:
+    if not any(pages):
         raise NoTextError("The document contains no text.")
-    return text
+    if len(pages) > max_pages:
+        raise TooManyPagesError(
+            f"The text has {len(pages):,} form-feed pages; at most {max_pages:,} are accepted."
+        )
+    if len(pages) > 1:
+        return pages
+    # A page ends at most half way before its size, so pages twice the average size stay within max_pages.
+    return paginate(pages[0], max(page_chars, 2 * math.ceil(len(pages[0]) / max_pages)))
+
+
+# Where a page may end early: at a blank line, or before a Markdown heading.
+_PARAGRAPH_END = re.compile(r"\n(?=\n|#{1,6} )")
+
+
+def paginate(text: str, page_chars: int) -> list[str]:
+    """Pages of at most about `page_chars` characters, so that a summary of a long text can cite its pages.
+
+    A page ends at the last paragraph end (blank line or heading) in its second half, else at the last line
+    break, else (one huge line) at the last space. A text with form feeds keeps those pages instead.
+    """
+    pages: list[str] = []
+    while len(text) > page_chars:
+        window = text[: page_chars + 1]
+        half = page_chars // 2
+        ends = [match.start() for match in _PARAGRAPH_END.finditer(window, half)]
+        end = ends[-1] if ends else max(window.rfind("\n", half), window.rfind(" ", half))
+        if end <= 0:
+            end = page_chars
+        pages.append(text[:end].strip())
+        text = text[end:].strip()
+    return [*pages, text]
 
 
 def decode_text(data: bytes) -> str:

@@ -20,7 +20,7 @@ def test_killed_worker_job_is_finished_by_another(database_url: str, tmp_path: P
             document = client.post(
                 "/v1/documents", files={"file": ("gpl.txt", LONG_TEXT.read_bytes())}
             ).json()
-            options = {"max_words": 40, "max_input_tokens": 1800}
+            options = {"max_words": 40, "max_input_tokens": 1800, "method": "abstractive"}  # chunk by chunk
             job = client.post("/v1/jobs", json={"document_id": document["id"], "options": options}).json()
 
             deadline = time.monotonic() + 300

@@ -145,7 +145,7 @@ def test_cancel_a_batch(service: Service) -> None:
     start_worker_once(service)
     with service.client(service.keys[0]) as client:
         document = client.post("/v1/documents", files={"file": ("gpl.txt", LONG_TEXT.read_bytes())}).json()
-        options = {"max_words": 20, "max_input_tokens": 2048}
+        options = {"max_words": 20, "max_input_tokens": 2048, "method": "abstractive"}  # chunk by chunk
         batch = client.post(
             "/v1/batches", json={"document_ids": [document["id"]] * 3, "options": options}
         ).json()

@@ -40,9 +40,13 @@ def test_summary_of_a_pdf(service: Service) -> None:
         result = client.get(f"/v1/jobs/{done['id']}/result").json()
         assert result["model"] == "SmolLM2-135M-Instruct"
         assert result["thinking"] is None
-        assert result["usage"]["input_tokens"] > 500 and result["usage"]["output_tokens"] > 5
-        assert result["source_pages"] == [[1, 3]]
-        assert "pages 1–3" in result["summary"]
+        # The default for a small model: key sentences, rewritten, checked; cited by the pages they are on.
+        assert result["method"] == "extract_compress" and result["replaced_sentences"] >= 0
+        assert result["usage"]["input_tokens"] > 100 and result["usage"]["output_tokens"] > 5
+        first, last = result["source_pages"][0][0], result["source_pages"][-1][1]
+        assert 1 <= first <= last <= 3
+        assert "(Drawn from pages " in result["summary"]
+        assert len(result["summary"].split("\n\n(Drawn from")[0].split()) <= 60
         words = result["summary"].lower()
         assert any(term in words for term in ("solar", "cooperative", "battery", "energy")), words
 
@@ -51,8 +55,10 @@ def test_summary_of_a_pdf(service: Service) -> None:
 def test_cancel_a_queued_and_a_running_job(service: Service) -> None:
     with service.client() as client:
         document = client.post("/v1/documents", files={"file": ("gpl.txt", LONG_TEXT.read_bytes())}).json()
-        running = client.post("/v1/jobs", json={"document_id": document["id"]}).json()
-        queued = client.post("/v1/jobs", json={"document_id": document["id"]}).json()
+        # The hierarchical read, chunk by chunk: a job that is still running when cancelled.
+        chunked = {"document_id": document["id"], "options": {"method": "abstractive"}}
+        running = client.post("/v1/jobs", json=chunked).json()
+        queued = client.post("/v1/jobs", json=chunked).json()
 
         cancelled = client.post(f"/v1/jobs/{queued['id']}/cancel").json()
         assert cancelled["status"] == "cancelled"

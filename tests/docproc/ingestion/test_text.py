@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from docproc.ingestion import ExtractedDocument, NoTextError, Page, TextTooLongError, extract
+from docproc.ingestion import (
+    ExtractedDocument,
+    NoTextError,
+    Page,
+    TextTooLongError,
+    TooManyPagesError,
+    extract,
+)
 
 FRENCH = (
     "Le rapport annuel présente les résultats de l'année écoulée. Les élèves ont étudié la géographie, "
@@ -61,8 +68,32 @@ def test_legacy_single_byte_encodings_are_detected(tmp_path: Path, text: str, en
 
 
 def test_plain_text_is_cleaned_but_keeps_its_layout(tmp_path: Path) -> None:
-    data = b"Title\r\n\r\n\r\n\r\n    indented line   \r\nnext page\x0cstarts\n"
-    assert extract_bytes(tmp_path, data).text == "Title\n\n    indented line\nnext page starts"
+    data = b"Title\r\n\r\n\r\n\r\n    indented line   \r\nlast line\n"
+    assert extract_bytes(tmp_path, data).text == "Title\n\n    indented line\nlast line"
+
+
+def test_form_feeds_make_pages(tmp_path: Path) -> None:
+    document = extract_bytes(tmp_path, b"first page\n\x0c\nsecond page\x0cthird\n")
+    assert document.pages == [Page(1, "first page"), Page(2, "second page"), Page(3, "third")]
+
+
+def test_a_long_text_is_cut_into_pages_at_paragraph_ends(tmp_path: Path) -> None:
+    paragraphs = [f"Paragraph {n} says something.\nIt has two lines." for n in range(200)]
+    document = extract_bytes(tmp_path, "\n\n".join(paragraphs).encode(), page_chars=500)
+    assert len(document.pages) > 10
+    assert [page.number for page in document.pages] == list(range(1, len(document.pages) + 1))
+    assert all(len(page.text) <= 500 for page in document.pages)
+    # No paragraph is split across pages, and nothing is lost.
+    assert all(page.text.startswith("Paragraph") and page.text.endswith("lines.") for page in document.pages)
+    assert document.text == "\n\n".join(paragraphs)
+
+
+def test_pages_grow_rather_than_pass_max_pages(tmp_path: Path) -> None:
+    lines = "\n".join(f"Line {n} of a long text without paragraphs." for n in range(2000))
+    document = extract_bytes(tmp_path, lines.encode(), page_chars=500, max_pages=20)
+    assert 10 <= len(document.pages) <= 20
+    with pytest.raises(TooManyPagesError):
+        extract_bytes(tmp_path, b"page\x0c" * 30, max_pages=20)
 
 
 def test_markdown_keeps_its_text_and_syntax(tmp_path: Path) -> None:
@@ -119,7 +150,8 @@ def test_text_over_max_chars(tmp_path: Path) -> None:
     assert raised.value.code == "text_too_long"
     with pytest.raises(TextTooLongError):  # refused from its size alone, before it is read
         extract_bytes(tmp_path, data, max_chars=1_000)
-    assert len(extract_bytes(tmp_path, data, max_chars=50_000).text) == 49_999
+    pages = extract_bytes(tmp_path, data, max_chars=50_000).pages
+    assert len(" ".join(page.text for page in pages)) == 49_999  # one line, cut into pages at spaces
 
 
 def test_document_text_joins_non_blank_pages() -> None:

@@ -1,0 +1,69 @@
+"""A document's sentences, each with the page it is on (pysbd, a rule-based segmenter: no model, no data)."""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import pysbd
+from nltk.stem.snowball import SnowballStemmer
+
+from docproc.ingestion import Page
+
+# Paragraphs end at blank lines; Markdown headings and list items are paragraphs of their own.
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n|\n(?=[ \t]*(?:#{1,6}\s|[-*+•]\s|\d{1,3}[.)]\s))")
+_BLOCK_MARKER = re.compile(r"^(?:#{1,6}|[-*+•])\s+")
+WORD = re.compile(r"\w+(?:[-'’.,]\w+)*")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    page: int
+    #: Position in the document (sentences are compared and ordered by it).
+    index: int
+
+
+@cache
+def _segmenter() -> pysbd.Segmenter:
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+@cache
+def _snowball() -> SnowballStemmer:
+    return SnowballStemmer("english")  # rules only: nltk downloads no data for it
+
+
+def stem(word: str) -> str:
+    return _snowball().stem(word)
+
+
+def words(text: str) -> list[str]:
+    """Words and numbers ("1,200.5" and "co-op" are one each)."""
+    return WORD.findall(text)
+
+
+def word_count(text: str) -> int:
+    return len(words(text))
+
+
+def _segment(text: str) -> list[str]:
+    """The sentences of a run of text (lines inside a paragraph are joined)."""
+    return [sentence.strip() for sentence in _segmenter().segment(" ".join(text.split())) if sentence.strip()]
+
+
+def sentences_of(text: str) -> list[str]:
+    """The sentences of a page or a generated summary, by paragraph, without list or heading marks."""
+    return [
+        sentence
+        for paragraph in _PARAGRAPH_BREAK.split(text)
+        for sentence in _segment(_BLOCK_MARKER.sub("", paragraph.strip()))
+    ]
+
+
+def split_sentences(pages: Sequence[Page]) -> list[Sentence]:
+    sentences: list[Sentence] = []
+    for page in pages:
+        for text in sentences_of(page.text):
+            sentences.append(Sentence(text, page.number, len(sentences)))
+    return sentences

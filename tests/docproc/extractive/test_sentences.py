@@ -1,0 +1,25 @@
+"""Sentences keep their pages; abbreviations, decimals and list items do not break them wrongly."""
+
+from docproc.extractive import split_sentences, word_count
+from docproc.ingestion import Page
+
+
+def test_sentences_keep_their_pages_and_order() -> None:
+    pages = [
+        Page(1, "# Results\n\nDr. Smith measured 3.5 kW on the\nroof. The array was built in 2019."),
+        Page(2, "Costs:\n- Panels cost 12,000 euros in total.\n- Labour came to 4,500 euros."),
+    ]
+    sentences = split_sentences(pages)
+    assert [(s.page, s.text) for s in sentences] == [
+        (1, "Results"),
+        (1, "Dr. Smith measured 3.5 kW on the roof."),
+        (1, "The array was built in 2019."),
+        (2, "Costs:"),
+        (2, "Panels cost 12,000 euros in total."),
+        (2, "Labour came to 4,500 euros."),
+    ]
+    assert [s.index for s in sentences] == list(range(6))
+
+
+def test_numbers_and_hyphenated_words_count_as_one_word() -> None:
+    assert word_count("The co-op paid 1,200.50 euros.") == 5
