@@ -7,11 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CORPUS, SAMPLE_PDF, Service
-from tests.docproc.ingestion.pdfs import CORPUS_PASSWORD
-from tests.docproc.ingestion.pdfs import ENCRYPTED as ENCRYPTED_PDF
-
-ENCRYPTED = CORPUS / ENCRYPTED_PDF
+from tests.conftest import SAMPLE_PDF, Service
+from tests.docproc.ingestion.pdfs import CORPUS_PASSWORD, ENCRYPTED, corpus_file
 
 
 def upload(client, name: str, content: bytes, password: str | None = None):
@@ -91,7 +88,7 @@ def _bomb_pdf() -> bytes:
 
 def _scanned_pdf(_: Path) -> bytes:
     """A PDF whose only page is an image: no text layer."""
-    return (CORPUS / "019-grayscale-image" / "grayscale-image.pdf").read_bytes()
+    return corpus_file("019-grayscale-image/grayscale-image.pdf").read_bytes()
 
 
 BAD_INPUTS = {
@@ -127,12 +124,13 @@ def test_bad_uploads_get_clear_errors(api: Service, tmp_path: Path, case: str) -
 
 
 def test_encrypted_pdf_needs_the_right_password(api: Service) -> None:
+    encrypted = corpus_file(ENCRYPTED).read_bytes()
     with api.client(api.keys[0]) as client:
-        missing = upload(client, "secret.pdf", ENCRYPTED.read_bytes())
+        missing = upload(client, "secret.pdf", encrypted)
         assert missing.status_code == 422 and missing.json()["detail"]["code"] == "password_required"
-        wrong = upload(client, "secret.pdf", ENCRYPTED.read_bytes(), password="not-it")
+        wrong = upload(client, "secret.pdf", encrypted, password="not-it")
         assert wrong.status_code == 422 and wrong.json()["detail"]["code"] == "wrong_password"
-        right = upload(client, "secret.pdf", ENCRYPTED.read_bytes(), password=CORPUS_PASSWORD)
+        right = upload(client, "secret.pdf", encrypted, password=CORPUS_PASSWORD)
         assert right.status_code == 201, right.text
         assert right.json()["pages"] == 1
 
