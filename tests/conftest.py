@@ -147,8 +147,13 @@ class Service:
         raise TimeoutError(f"job {job_id} still {job['status']}; logs in {self.log_dir}")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, default_model: Path) -> str:
+def database_url_for(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A SQLite file under tmp_path, or this session's PostgreSQL database, by the fixture's param."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'docproc.db'}"
     return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, default_model: Path) -> str:
+    return database_url_for(request, tmp_path)

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Service, service_env
+from tests.conftest import Service, database_url_for, service_env
 
 LONG_TEXT = Path("/usr/share/common-licenses/GPL-3")
 SHORT_NOTE = b"The cooperative's solar roofs produced 1.2 GWh in 2025, 14% more than planned."
@@ -25,11 +25,7 @@ def service(
 ) -> Iterator[Service]:
     """API and one worker whose chunks fill SmolLM2's whole context: one chunk's prefill is a long forward."""
     data = tmp_path_factory.mktemp(f"cancel-{request.param}")
-    database_url = (
-        f"sqlite:///{data / 'docproc.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_database")
-    )
+    database_url = database_url_for(request, data)
     env = service_env(data / "data", database_url, DOCPROC_CHUNK_TOKENS="8192", OMP_NUM_THREADS="1")
     running = Service(env, data)
     running.start_api()
