@@ -4,6 +4,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 
 import pysbd
 from nltk.stem.snowball import SnowballStemmer
@@ -64,7 +65,7 @@ def _break_after_headings(text: str) -> str:
     lines = [line.strip() for line in text.splitlines()]
     out: list[str] = []
     previous_finished = True  # a page opens with a finished "line"
-    for line, following in zip(lines, [*lines[1:], ""], strict=True):
+    for line, following in pairwise([*lines, ""]):
         heading = (
             previous_finished
             and 0 < word_count(line) <= HEADING_MAX_WORDS

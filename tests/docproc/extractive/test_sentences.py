@@ -40,3 +40,7 @@ def test_a_pdf_heading_line_does_not_open_the_next_sentence() -> None:
         # A short line inside a sentence is no heading: the line before it did not end the sentence.
         "Costs were low, as the board had Expected in the spring.",
     ]
+
+
+def test_an_empty_text_has_no_sentences() -> None:
+    assert split_sentences([Page(1, "")]) == []
