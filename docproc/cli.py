@@ -34,6 +34,15 @@ console = Console(stderr=True)
 # Without a terminal, progress is a plain line on stderr at most this often (and whenever the status changes).
 PLAIN_PROGRESS_EVERY_S = 10.0
 POLL_S = 0.5
+# docproc.pipeline.Method, spelled out: importing the pipeline takes more than a second.
+METHOD_OPTION = click.option(
+    "--method",
+    type=click.Choice(["auto", "extract_compress", "extractive", "abstractive"]),
+    default="auto",
+    show_default=True,
+    help="How to summarize: auto picks extract_compress for small models, abstractive for others; "
+    "extractive uses the document's own key sentences, no model.",
+)
 
 
 class ServiceGroup(click.Group):
@@ -238,6 +247,7 @@ def _worker_process() -> Iterator[subprocess.Popen[bytes]]:
 @click.option("--password", default=None, help="Password of an encrypted PDF.")
 @click.option("--max-words", type=int, default=150, show_default=True)
 @click.option("--instructions", default=None, help="Extra instructions for the summary.")
+@METHOD_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option(
     "--worker/--no-worker",
@@ -251,6 +261,7 @@ def summarize(
     password: str | None,
     max_words: int,
     instructions: str | None,
+    method: str,
     as_json: bool,
     worker: bool | None,
     no_progress: bool,
@@ -266,7 +277,9 @@ def summarize(
     from workers.celery_app import enqueue_job
 
     migrate()
-    options = {"max_words": max_words} | ({"instructions": instructions} if instructions else {})
+    options = {"max_words": max_words, "method": method} | (
+        {"instructions": instructions} if instructions else {}
+    )
     with _signals_raise():
         try:
             with session_scope() as session, file.open("rb") as source:
@@ -318,6 +331,7 @@ def _stop_job(job_id: str, signum: int, own_worker: bool) -> None:
     "--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("results.jsonl"), show_default=True
 )
 @click.option("--max-words", type=int, default=150, show_default=True)
+@METHOD_OPTION
 @click.option(
     "--worker/--no-worker",
     default=None,
@@ -326,7 +340,13 @@ def _stop_job(job_id: str, signum: int, own_worker: bool) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar or progress lines.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final count.")
 def batch(
-    paths: tuple[Path, ...], out: Path, max_words: int, worker: bool | None, no_progress: bool, quiet: bool
+    paths: tuple[Path, ...],
+    out: Path,
+    max_words: int,
+    method: str,
+    worker: bool | None,
+    no_progress: bool,
+    quiet: bool,
 ) -> None:
     """Summarize FILES (or every file under a DIR) as one batch; write one JSON line per file to --out."""
     from docproc import batches, service
@@ -347,7 +367,9 @@ def batch(
                 unreadable.append(batches.result_line(str(file), None, None, "failed", None, error))
                 continue
             items.append(
-                batches.ItemSpec(number, str(file), document.id, "summarize", {"max_words": max_words})
+                batches.ItemSpec(
+                    number, str(file), document.id, "summarize", {"max_words": max_words, "method": method}
+                )
             )
         if not items:
             raise click.ClickException("No file could be read.")

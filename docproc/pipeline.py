@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 PROMPT_RESERVE_TOKENS = 768
 PARTIAL_SUMMARY_WORDS = 80
 SYSTEM_PROMPT = "You are a careful assistant that summarizes documents faithfully and concisely."
-# Extract, then compress: the model rewrites key sentences holding this many times max_words words.
-COMPRESS_INPUT_RATIO = 2
+# Extract, then compress: the model rewrites key sentences holding this many times max_words words. 1: the
+# selection carries the facts (bench/quality); a small model asked to halve a text drops or invents them.
+COMPRESS_INPUT_RATIO = 1
 # Generated words per token, at most (English, SmolLM2/Qwen tokenizers): the answer's token budget.
 TOKENS_PER_WORD = 1.6
 

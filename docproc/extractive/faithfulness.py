@@ -1,9 +1,10 @@
 """Is each generated sentence supported by the source sentences it drew on? And the cut to length.
 
 A small model invents figures and names, and drifts into comments about the text. A generated sentence passes
-when every number and every capitalised name in it occurs in the sources, and enough of its content words do
-(stemmed, so that a rewrite may inflect them). One that fails is replaced by the source sentence closest to
-it, or dropped when no source sentence is close or the closest is in the summary already.
+when every number and every capitalised name in it occurs in the sources (names with their capitals), and
+enough of its content words do (stemmed, so that a rewrite may inflect them). One that fails is replaced by
+the source sentence closest to it, or dropped when no source sentence is close or the closest is in the
+summary already.
 """
 
 import re
@@ -13,11 +14,9 @@ from functools import cache
 
 from sumy.utils import get_stop_words
 
-from .sentences import WORD, Sentence, sentences_of, stem, words
+from .sentences import FINISHED, WORD, Sentence, sentences_of, stem, words
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-# A sentence ends with its punctuation (perhaps inside quotes or brackets); anything else was cut off.
-_FINISHED = re.compile(r"[.!?…][\"'”’)\]]*$")
 # A replacement must share at least this many content words with the sentence it replaces.
 MIN_SHARED_WORDS = 2
 
@@ -40,12 +39,15 @@ def figures(text: str) -> set[str]:
 
 
 def names(text: str) -> set[str]:
-    """Words with a capital where the sentence does not call for one (not the first word's first letter)."""
+    """Words with a capital where the sentence does not call for one (not the first word's first letter).
+
+    As written: a name must occur in the source with its capitals ("Solar Park" is not "solar park").
+    """
     found = set()
     for position, word in enumerate(words(text)):
         letters = word if position else word[1:]
         if any(char.isupper() for char in letters) and word != "I":
-            found.add(word.casefold())
+            found.add(word)
     return found
 
 
@@ -62,7 +64,7 @@ class _Sources:
         self.sentences = sentences
         joined = "\n".join(sentence.text for sentence in sentences)
         self.figures = figures(joined)
-        self.words = {word.casefold() for word in words(joined)}
+        self.words = set(words(joined))
         self.stems = [_content_stems(sentence.text) for sentence in sentences]
         self.all_stems = set().union(*self.stems)
 
@@ -87,7 +89,7 @@ def check_faithfulness(generated: str, sources: Sequence[Sentence], min_word_sup
     replaced = 0
     source = _Sources(sources)
     sentences = sentences_of(generated)
-    if sentences and not _FINISHED.search(sentences[-1]):
+    if sentences and not FINISHED.search(sentences[-1]):
         sentences.pop()  # cut off by the token limit
     for sentence in sentences:
         if source.supports(sentence, min_word_support):

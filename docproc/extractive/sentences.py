@@ -4,6 +4,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 
 import pysbd
 from nltk.stem.snowball import SnowballStemmer
@@ -14,6 +15,14 @@ from docproc.ingestion import Page
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n|\n(?=[ \t]*(?:#{1,6}\s|[-*+•]\s|\d{1,3}[.)]\s))")
 _BLOCK_MARKER = re.compile(r"^(?:#{1,6}|[-*+•])\s+")
 WORD = re.compile(r"\w+(?:[-'’.,]\w+)*")
+# A line this short, without punctuation at its end, between a finished line and a capitalised one, is a
+# heading (PDF text keeps no blank line after "2. Finances"): it would otherwise open the next sentence.
+HEADING_MAX_WORDS = 8
+_UNFINISHED_LINE = re.compile(r"[\w)\]]$")
+_STARTS_CAPITALISED = re.compile(r"^\W*[A-Z0-9]")
+# A sentence ends with its punctuation (perhaps inside quotes or brackets); anything else was cut off, or is a
+# heading or a table row.
+FINISHED = re.compile(r"[.!?…][\"'”’)\]]*$")
 
 
 @dataclass(frozen=True)
@@ -52,11 +61,27 @@ def _segment(text: str) -> list[str]:
     return [sentence.strip() for sentence in _segmenter().segment(" ".join(text.split())) if sentence.strip()]
 
 
+def _break_after_headings(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines()]
+    out: list[str] = []
+    previous_finished = True  # a page opens with a finished "line"
+    for line, following in pairwise([*lines, ""]):
+        heading = (
+            previous_finished
+            and 0 < word_count(line) <= HEADING_MAX_WORDS
+            and _UNFINISHED_LINE.search(line) is not None
+            and _STARTS_CAPITALISED.search(following) is not None
+        )
+        out.append(line + "\n" if heading else line)
+        previous_finished = heading or not line or _UNFINISHED_LINE.search(line) is None
+    return "\n".join(out)
+
+
 def sentences_of(text: str) -> list[str]:
     """The sentences of a page or a generated summary, by paragraph, without list or heading marks."""
     return [
         sentence
-        for paragraph in _PARAGRAPH_BREAK.split(text)
+        for paragraph in _PARAGRAPH_BREAK.split(_break_after_headings(text))
         for sentence in _segment(_BLOCK_MARKER.sub("", paragraph.strip()))
     ]
 

@@ -28,6 +28,8 @@ def test_batch_command_summarizes_a_directory(tmp_path: Path, default_model: Pat
         str(out),
         "--max-words",
         "10",
+        "--method",
+        "abstractive",
     ]
     run = subprocess.run(
         [*command, "--worker"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
@@ -39,4 +41,5 @@ def test_batch_command_summarizes_a_directory(tmp_path: Path, default_model: Pat
     assert lines["empty.txt"]["status"] == "failed" and lines["empty.txt"]["error"]["code"] == "empty_file"
     for name in ("a.txt", "b.md"):
         assert lines[name]["status"] == "succeeded" and lines[name]["result"]["summary"], lines[name]
+        assert lines[name]["result"]["method"] == "abstractive"  # --method, not auto's extract_compress
     assert "completed: 2 summarized, 1 failed, 0 cancelled" in run.stderr

@@ -55,3 +55,20 @@ def test_service_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
         done = docproc(command, "job_unknown")
         assert done.returncode == 1
         assert done.stderr.strip() == "Error: not_found: No job with id 'job_unknown'.", done.stderr
+
+
+def test_summarize_with_a_chosen_method(tmp_path: Path, default_model: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCPROC_")}
+    env |= {"DOCPROC_DATA_DIR": str(tmp_path / "data"), "DOCPROC_MODELS_DIR": str(MODELS_DIR)}
+    command = [sys.executable, "-m", "docproc.cli", "summarize", str(SAMPLE_PDF), "--max-words", "40"]
+    done = subprocess.run(
+        [*command, "--method", "extractive", "--json"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)["result"]
+    assert result["method"] == "extractive" and result["summary"], result
+
+    unknown = subprocess.run(
+        [*command, "--method", "guess"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert unknown.returncode == 2 and "--method" in unknown.stderr

@@ -49,3 +49,9 @@ def test_the_cut_keeps_whole_sentences_within_max_words() -> None:
 
 def test_only_when_no_sentence_fits_is_one_cut_visibly() -> None:
     assert fit_to_length(["One, two three four five.", "Six seven eight nine."], 3) == "One, two three…"
+
+
+def test_a_name_must_occur_with_its_capitals() -> None:
+    source = split_sentences([Page(1, "The new solar park opened in May beside the old tram depot.")])
+    checked = check_faithfulness("The Solar Park opened in May beside the tram depot.", source, 0.6)
+    assert checked.replaced == 1 and checked.sentences == [source[0].text]

@@ -35,3 +35,28 @@ def test_a_document_of_fragments_still_gets_its_sentences() -> None:
     sentences = split_sentences([Page(1, "Name: Foo Bar\n\nSigned: 2007\n\nSubmit")])
     chosen = select(sentences, 10, None, block_sentences=250)
     assert chosen and set(chosen) <= set(sentences)
+
+
+def test_short_sentences_with_figures_win_over_central_generic_ones() -> None:
+    generic = [
+        "The town council discussed the water service and the bus service at length this year.",
+        "The water service and the bus service were discussed by the town council again.",
+        "The council said the water service and the bus service matter to the town.",
+        "Members of the council asked how the water service and the bus service could improve.",
+    ]
+    facts = ["The water works delivered 52.3 million cubic metres.", "Buses carried 26.4 million people."]
+    sentences = split_sentences([Page(1, " ".join([*generic, *facts]))])
+    chosen = [s.text for s in select(sentences, 20, None, block_sentences=250)]
+    assert chosen == facts
+
+
+def test_near_duplicates_and_sentence_tails_are_not_chosen() -> None:
+    page = Page(
+        1,
+        "7 3 Baz Hello, here is some text without a meaning. 5 4 Foo Hello, here is some text without a "
+        "meaning.\n\nin of the original language and some text.\n\n"
+        "A blind text like this gives you information about the font.",
+    )
+    chosen = [s.text for s in select(split_sentences([page]), 60, None, block_sentences=250)]
+    assert len([text for text in chosen if "Hello" in text]) == 1
+    assert not any(text.startswith("in of") for text in chosen) and len(chosen) == 2

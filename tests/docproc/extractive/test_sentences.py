@@ -23,3 +23,24 @@ def test_sentences_keep_their_pages_and_order() -> None:
 
 def test_numbers_and_hyphenated_words_count_as_one_word() -> None:
     assert word_count("The co-op paid 1,200.50 euros.") == 5
+
+
+def test_a_pdf_heading_line_does_not_open_the_next_sentence() -> None:
+    page = Page(
+        1,
+        "Annual Report\n2025\nThe year went well.\n2. Finances\nRevenue reached 412,000 euros. Costs were\n"
+        "low, as the board had\nExpected in the spring.",
+    )
+    assert [s.text for s in split_sentences([page])] == [
+        "Annual Report",
+        "2025",
+        "The year went well.",
+        "2. Finances",
+        "Revenue reached 412,000 euros.",
+        # A short line inside a sentence is no heading: the line before it did not end the sentence.
+        "Costs were low, as the board had Expected in the spring.",
+    ]
+
+
+def test_an_empty_text_has_no_sentences() -> None:
+    assert split_sentences([Page(1, "")]) == []
