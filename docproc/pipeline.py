@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from docproc.engine import Chunk, Engine, Generation
+from docproc.engine.base import PAGE_SEPARATOR
 from docproc.ingestion import Page
 from docproc.settings import get_settings
 from model.sampling import Sampling
@@ -292,7 +293,8 @@ def _summarize_extractively(
     from docproc.extractive import select, split_sentences
 
     pages = _pages_within(engine, pages, options.max_input_tokens)
-    tokens_total = sum(engine.count_tokens(page.text) for page in pages)
+    # Counted as the document's tokens are (pages with their separator), so that the two agree.
+    tokens_total = sum(engine.count_tokens(page.text + PAGE_SEPARATOR) for page in pages)
     progress.started(tokens_total)
     compress = method == "extract_compress"
     room_words = int((engine.context_tokens - PROMPT_RESERVE_TOKENS) / TOKENS_PER_WORD) - options.max_words

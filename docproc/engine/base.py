@@ -8,11 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from docproc.ingestion import Page
+from docproc.ingestion.document import PAGE_SEPARATOR
 from model.sampling import Sampling
-
-# Joins pages when a document is read in pieces; counted in a document's tokens, so that they match its jobs'.
-PAGE_SEPARATOR = "\n\n"
-
 
 if TYPE_CHECKING:
     from torch import nn

