@@ -194,7 +194,7 @@ def _instruction(options: SummarizeOptions, where: str) -> str:
 
 
 def _citing_pages(text: str, ranges: list[list[int]]) -> str:
-    return f"{text}\n\n(Drawn from pages {format_pages(ranges)}.)"
+    return f"{text}\n\n(Drawn from pages {format_pages(ranges)}.)" if ranges else text
 
 
 def _summarize_streaming(

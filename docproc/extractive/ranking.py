@@ -153,11 +153,12 @@ def select(
     sentences: Sequence[Sentence], max_words: int, instructions: str | None, block_sentences: int
 ) -> list[Sentence]:
     """The best sentences that together hold at most max_words words, in document order, none repeating
-    another."""
+    another; the best one alone when none is that short (fit_to_length then cuts it, marked)."""
     chosen: list[Sentence] = []
     chosen_words: list[set[str]] = []
     total = 0
-    for sentence in rank(sentences, instructions, block_sentences):
+    ranked = rank(sentences, instructions, block_sentences)
+    for sentence in ranked:
         count = word_count(sentence.text)
         mine = _plain_words(sentence.text)
         if total + count <= max_words and not any(_repeats(mine, other) for other in chosen_words):
@@ -166,4 +167,4 @@ def select(
             total += count
         if total >= max_words - MIN_SENTENCE_WORDS:
             break
-    return sorted(chosen, key=lambda s: s.index)
+    return sorted(chosen, key=lambda s: s.index) if chosen else ranked[:1]

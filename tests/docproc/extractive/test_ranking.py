@@ -60,3 +60,10 @@ def test_near_duplicates_and_sentence_tails_are_not_chosen() -> None:
     chosen = [s.text for s in select(split_sentences([page]), 60, None, block_sentences=250)]
     assert len([text for text in chosen if "Hello" in text]) == 1
     assert not any(text.startswith("in of") for text in chosen) and len(chosen) == 2
+
+
+def test_a_sentence_longer_than_max_words_is_still_chosen_when_it_is_the_only_one() -> None:
+    # fit_to_length then cuts it, marked with an ellipsis: a summary is never empty.
+    note = "The village hall got a shared battery that stores the roofs' solar power."
+    chosen = select(split_sentences([Page(1, note)]), 10, None, 250)
+    assert [sentence.text for sentence in chosen] == [note]
