@@ -1,11 +1,9 @@
 """Migrations upgrade databases that hold data, including data the new constraints refuse."""
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import JSON, Boolean, Integer, String, column, create_engine, select, table
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from docproc.db import migrate
 from docproc.models import Document, DocumentPage, Job, UTCDateTime, new_id
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import fresh_postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -21,12 +19,8 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'docproc.db'}"
         return
-    name = f"docproc_migration_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database("docproc_migration") as url:
+        yield url
 
 
 JOBS_AT_0002 = table(
