@@ -42,7 +42,7 @@ def test_several_devices_read_generate_and_resume_like_one(
     path = checkpoint()
     one, three = (
         HybridLM.from_pretrained(path),
-        HybridLM.from_pretrained(path, device="cpu,cpu,cpu".split(",")),
+        HybridLM.from_pretrained(path, device=["cpu", "cpu", "cpu"]),
     )
     assert len(three.layer_devices) == 4 and len(three.ropes) == 1
     ids = torch.randint(0, one.config.vocab_size, (1, 70), generator=torch.Generator().manual_seed(0))

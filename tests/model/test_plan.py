@@ -42,7 +42,7 @@ FP8_80B = QWEN3_NEXT_80B | {
 # Parameters, by hand. A linear layer: qkvz 2048 × (2·16·128 + 2·32·128) = 25,165,824; ba 2048 × 64 = 131,072;
 # conv 8192 × 4 = 32,768; dt_bias, A_log 32 each and norm 128; out_proj 4096 × 2048 = 8,388,608.
 LINEAR_MIXER = 25_165_824 + 131_072 + 32_768 + 192 + 8_388_608
-# A full-attention layer: q (with gate) 8192 × 2048, k and v 512 × 2048 each, o 2048 × 4096, q/k norms 256 each.
+# A full-attention layer: q (with gate) 8192 × 2048, k and v 512 × 2048 each, o 2048 × 4096, q/k norms 256.
 ATTENTION_MIXER = 16_777_216 + 2 * 1_048_576 + 8_388_608 + 512
 # MoE: router 512 × 2048; 512 experts × 3 matrices of 512 × 2048; shared expert 3 × 512 × 2048 and its gate.
 MOE = 1_048_576 + 512 * 3 * 1_048_576 + 3 * 1_048_576 + 2048
@@ -90,7 +90,7 @@ def test_80b_fp8_fits_one_h200_with_a_million_tokens() -> None:
     (one,) = plan(args, 1_000_000, ["cuda:0"], capacities=[141 * 10**9])
     assert one.weights == layers + 2 * 2 * EMBEDDING + 2 * 2048
     assert 79 * 10**9 < one.weights < 82 * 10**9
-    # 1,000,000 tokens fill 245 blocks of 4096: 1,003,520 tokens of 12 × 2048 bytes (~23 GiB, the issue's ~24 GB).
+    # 1,000,000 tokens fill 245 blocks of 4096: 1,003,520 tokens × 12 layers × 2048 bytes (~23 GiB).
     assert one.kv_cache == 12 * 1_003_520 * 2 * 2 * 256 * 2
     # The largest FP8 matrix (in_proj_qkvz, 12288 × 2048) is dequantized through float32 into bf16.
     assert one.working == 792_723_456 + 12288 * 2048 * (4 + 2)
