@@ -122,13 +122,34 @@ def regroup_ba(weight: Tensor, args: "ModelArgs") -> Tensor:
     return torch.cat([b.reshape(-1, weight.shape[-1]), a.reshape(-1, weight.shape[-1])])
 
 
+def _join_experts(
+    weights: dict[str, Tensor],
+    stacked: dict[tuple[str, str], Tensor],
+    prefix: str,
+    suffix: str,
+    args: "ModelArgs",
+) -> None:
+    """Moves a layer's stacked down_proj, and gate with up once both are there, into `weights`."""
+    if (down := stacked.pop((prefix, f"down_proj{suffix}"), None)) is not None:
+        weights[f"{prefix}.down_proj{suffix}"] = down
+    gate_key, up_key = (prefix, f"gate_proj{suffix}"), (prefix, f"up_proj{suffix}")
+    if gate_key in stacked and up_key in stacked:
+        gate, up = stacked.pop(gate_key), stacked.pop(up_key)
+        weights[f"{prefix}.gate_up_proj{suffix}"] = stack_gate_up(gate, up, bool(suffix), args)
+
+
 def convert_weights(
     tensors: Iterator[tuple[str, Tensor]], args: "ModelArgs"
 ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Checkpoint tensors -> (HybridLM state dict, mtp weights)."""
     weights: dict[str, Tensor] = {}
     mtp: dict[str, Tensor] = {}
-    experts: dict[tuple[str, str], dict[int, Tensor]] = {}  # (prefix, kind + suffix) -> expert -> tensor
+    # Each layer's experts are stacked as soon as the last one is read, so that at most one layer's worth
+    # of expert matrices is ever held twice (the 80B model's experts are 96% of its bytes).
+    pending: dict[
+        tuple[str, str], dict[int, Tensor]
+    ] = {}  # (prefix, "gate_proj" + suffix) -> expert -> tensor
+    stacked: dict[tuple[str, str], Tensor] = {}  # the same keys -> [E, ...], until gate meets up
     for name, tensor in tensors:
         if name.startswith("mtp."):
             mtp[name] = tensor
@@ -136,7 +157,12 @@ def convert_weights(
         name = name.removeprefix("model.")
         if match := _EXPERT.match(name):
             prefix, expert, kind, suffix = match.groups()
-            experts.setdefault((prefix, kind + (suffix or "")), {})[int(expert)] = tensor
+            key = (prefix, kind + (suffix or ""))
+            pending.setdefault(key, {})[int(expert)] = tensor
+            if len(pending[key]) == args.num_experts:
+                per_expert = pending.pop(key)
+                stacked[key] = torch.stack([per_expert.pop(e) for e in range(args.num_experts)])
+                _join_experts(weights, stacked, prefix, suffix or "", args)
         elif match := _FUSED_EXPERTS.match(name):
             weights[f"{match.group(1)}.{match.group(2)}"] = tensor
         elif ".in_proj_qkvz.weight" in name or ".in_proj_ba.weight" in name:
@@ -145,17 +171,6 @@ def convert_weights(
             weights[name.replace("conv1d.weight", "conv_weight")] = tensor.squeeze(1)
         else:
             weights[name] = tensor
-    stacked = {
-        key: torch.stack([per_expert[e] for e in range(args.num_experts)])
-        for key, per_expert in experts.items()
-    }
-    for (prefix, kind), tensor in stacked.items():
-        matrix, _, suffix = kind.partition("_proj")  # "gate" / "up" / "down", "" or "_scale_inv"
-        if matrix == "gate":
-            up = stacked[(prefix, f"up_proj{suffix}")]
-            weights[f"{prefix}.gate_up_proj{suffix}"] = stack_gate_up(tensor, up, bool(suffix), args)
-        elif matrix == "down":
-            weights[f"{prefix}.down_proj{suffix}"] = tensor
     if args.tie_word_embeddings:
         weights["lm_head.weight"] = weights["embed_tokens.weight"].to(weights["norm.weight"].device)
     return weights, mtp
@@ -169,8 +184,6 @@ def load_pretrained(
     dtype: torch.dtype,
 ) -> "HybridLM":
     """The model with its layers spread over `devices` (consecutive runs, see `layer_devices`)."""
-    from model.qwen3_next import RotaryEmbedding
-
     per_layer = layer_devices(args.num_hidden_layers, devices)
     weights, mtp = convert_weights(read_tensors(path, dtype, per_layer), args)
     with torch.device("meta"):
@@ -179,6 +192,5 @@ def load_pretrained(
             use_fp8_modules(lm, weights, args.weight_block_size)
     lm.load_state_dict(weights, strict=True, assign=True)
     lm.mtp_weights = mtp
-    lm.layer_devices = per_layer
-    lm.ropes = {device: RotaryEmbedding(args, device) for device in dict.fromkeys(per_layer)}
+    lm.place(per_layer)
     return lm.eval().requires_grad_(False)

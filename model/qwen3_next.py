@@ -444,7 +444,7 @@ class HybridLM(nn.Module):
         self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
         self.lm_head = nn.Linear(args.hidden_size, args.vocab_size, bias=False)
         self.mtp_weights: dict[str, Tensor] = {}  # the checkpoint's multi-token-prediction head, kept unused
-        # Set by `from_pretrained`: each layer's device, and the rotary tables on each device.
+        # Set by `place` (from `from_pretrained`): each layer's device, and the rotary tables on each device.
         self.layer_devices: list[torch.device] = []
         self.ropes: dict[torch.device, RotaryEmbedding] = {}
 
@@ -464,6 +464,11 @@ class HybridLM(nn.Module):
         return load_pretrained(
             cls, ModelArgs.from_dir(path), Path(path), [torch.device(d) for d in devices], dtype
         )
+
+    def place(self, layer_devices: list[torch.device]) -> None:
+        """Records each layer's device (where its weights were put) and builds the rotary tables there."""
+        self.layer_devices = list(layer_devices)
+        self.ropes = {device: RotaryEmbedding(self.config, device) for device in dict.fromkeys(layer_devices)}
 
     @property
     def device(self) -> torch.device:
