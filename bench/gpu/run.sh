@@ -59,18 +59,18 @@ fi
 
 PYTEST=("$PY" -m pytest -q -p no:cacheprovider -rfEs --durations=10)
 # --confcutdir: tests/conftest.py (service fixtures: PostgreSQL, Redis) is not needed and not loadable here.
-stage "model tests on CUDA" 150 "${PYTEST[@]}" --confcutdir=tests/model tests/model/test_cuda.py
-stage "kernel tests on CUDA" 120 "${PYTEST[@]}" --confcutdir=tests/kernels \
+stage "model tests on CUDA" 120 "${PYTEST[@]}" --confcutdir=tests/model tests/model/test_cuda.py
+stage "kernel tests on CUDA" 100 "${PYTEST[@]}" --confcutdir=tests/kernels \
     tests/kernels/test_kernels_triton.py tests/kernels/test_flash_attention.py
 SMALL=()
-PREFILL=(--budget-s 130)
+PREFILL=(--budget-s 100)
 if [ "${SMOKE:-0}" = 1 ]; then
     SMALL=(--smoke)
-    PREFILL=(--device cpu --layers 4 --experts 4 --start 32 --chunk 32 --max-tokens 64 --budget-s 60)
+    PREFILL=(--device cpu --layers 4 --experts 16 --start 32 --chunk 32 --max-tokens 64 --budget-s 60)
 fi
-stage "bench: gated delta rule" 90 "$PY" bench/kernels/bench_gated_delta_rule.py "${SMALL[@]}" --out "$OUT/gdr.md"
-stage "bench: attention" 45 "$PY" bench/kernels/bench_flash_attention.py "${SMALL[@]}" --out "$OUT/attention.md"
-stage "bench: prefill" 170 "$PY" bench/gpu/prefill.py "${PREFILL[@]}" --out "$OUT/prefill.md"
+stage "bench: gated delta rule" 75 "$PY" bench/kernels/bench_gated_delta_rule.py "${SMALL[@]}" --out "$OUT/gdr.md"
+stage "bench: attention" 40 "$PY" bench/kernels/bench_flash_attention.py "${SMALL[@]}" --out "$OUT/attention.md"
+stage "bench: prefill" 130 "$PY" bench/gpu/prefill.py "${PREFILL[@]}" --out "$OUT/prefill.md"
 
 {
     echo "# GPU run ($(date -u +%F), bench/gpu/run.sh)"
