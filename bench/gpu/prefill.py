@@ -53,6 +53,7 @@ def main() -> None:
     cli = parser.parse_args()
 
     started = time.perf_counter()
+    cli.out.parent.mkdir(parents=True, exist_ok=True)
     device = torch.device(cli.device)
     cuda = device.type == "cuda"
     args = ModelArgs.from_hf(CONFIG | {"num_hidden_layers": cli.layers, "num_experts": cli.experts})
@@ -95,10 +96,9 @@ def main() -> None:
         )
         print(row, flush=True)
         lines.append(row)
+        cli.out.write_text("\n".join(lines) + "\n")  # after every row: a run stopped later keeps them
         del state, logits
         tokens *= 2
-    cli.out.parent.mkdir(parents=True, exist_ok=True)
-    cli.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {cli.out}")
 
 
