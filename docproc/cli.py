@@ -646,5 +646,107 @@ def batches_cancel(batch_id: str, as_json: bool) -> None:
     _print_batch(_batch_view(batch_id, cancel=True), as_json)
 
 
+_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+
+
+@main.command("plan")
+@click.option(
+    "--model",
+    "model_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A qwen3_next checkpoint directory (only its config.json is read).",
+)
+@click.option("--tokens", required=True, type=click.IntRange(min=1), help="Document length to plan for.")
+@click.option(
+    "--devices",
+    default=None,
+    help="Comma-separated devices, e.g. cuda:0,cuda:1 (default: DOCPROC_DEVICES, else DOCPROC_DEVICE).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(sorted(_DTYPE_BYTES)),
+    default=None,
+    help="Compute dtype (default: float32 on CPU, bfloat16 elsewhere, as the hybrid engine loads).",
+)
+@click.option(
+    "--kv-dtype",
+    type=click.Choice(sorted(_DTYPE_BYTES)),
+    default=None,
+    help="KV cache dtype (default: --dtype).",
+)
+@click.option("--chunk-tokens", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option(
+    "--memory-gib",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Usable memory per device (default: the device's own where visible, the host's RAM for cpu).",
+)
+def plan_command(
+    model_dir: Path,
+    tokens: int,
+    devices: str | None,
+    dtype: str | None,
+    kv_dtype: str | None,
+    chunk_tokens: int,
+    memory_gib: float | None,
+) -> None:
+    """Memory per device for reading a document of TOKENS tokens with a hybrid checkpoint: weights, KV cache,
+    linear-attention state and working memory, and whether it fits."""
+    import json
+
+    from rich.table import Table
+
+    from model.plan import device_capacity, plan
+    from model.qwen3_next import ModelArgs
+
+    settings = get_settings()
+    names = [d.strip() for d in devices.split(",") if d.strip()] if devices else settings.devices
+    names = names or [settings.device]
+    config_path = model_dir / "config.json"
+    if not config_path.exists():
+        raise click.ClickException(f"{model_dir}: no config.json")
+    try:
+        config = json.loads(config_path.read_text())
+        args = ModelArgs.from_hf(config)
+        dtype = dtype or ("float32" if all(n == "cpu" for n in names) else "bfloat16")
+        capacities = [int(memory_gib * 2**30) if memory_gib else device_capacity(n) for n in names]
+        plans = plan(
+            args,
+            tokens,
+            names,
+            dtype_bytes=_DTYPE_BYTES[dtype],
+            kv_dtype_bytes=_DTYPE_BYTES[kv_dtype or dtype],
+            chunk_size=chunk_tokens,
+            capacities=capacities,
+            mtp_layers=int(config.get("mtp_num_hidden_layers", 0)),
+        )
+    except (ValueError, RuntimeError) as exc:  # a config we do not read, a bad device name, too many devices
+        raise click.ClickException(str(exc)) from exc
+    table = Table(title=f"{model_dir.name}: {tokens:,} tokens, {dtype} (KV {kv_dtype or dtype})")
+    for column in ("device", "layers", "weights", "KV cache", "linear state", "working", "total", "capacity"):
+        table.add_column(column, justify="left" if column in ("device", "layers") else "right")
+    table.add_column("fits")
+
+    def gib(value: int | None) -> str:
+        return "?" if value is None else f"{value / 2**30:.2f} GiB"
+
+    for row in plans:
+        table.add_row(
+            row.device,
+            f"{row.layers[0]}-{row.layers[1]}",
+            gib(row.weights),
+            gib(row.kv_cache),
+            gib(row.linear_state),
+            gib(row.working),
+            gib(row.total),
+            gib(row.capacity),
+            {True: "yes", False: "NO", None: "?"}[row.fits],
+        )
+    Console(width=140).print(table)
+    if any(row.fits is False for row in plans):
+        raise SystemExit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # A local tokenizer directory for a remote model whose server has no /tokenize endpoint.
     remote_tokenizer: Path | None = None
     device: str = "cpu"
+    # Hybrid engine: several devices (e.g. "cuda:0,cuda:1") to place consecutive layers on, with their
+    # states and KV blocks; empty: `device` alone. `docproc plan` shows what each would hold.
+    devices: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Where converted checkpoints (GGUF de-quantised once) are kept; None: data_dir/models.
     models_dir: Path | None = None
 
@@ -92,9 +95,9 @@ class Settings(BaseSettings):
     # chunk and for its worker to exit before killing it.
     stop_timeout_s: float = 120.0
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "devices", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kernels import (
+    attention_with_lse,
     causal_conv1d,
     causal_conv1d_update,
     chunk_gated_delta_rule,
@@ -72,6 +73,8 @@ class ModelArgs:
     mlp_only_layers: tuple[int, ...] = ()
     layer_types: tuple[str, ...] = ()
     eos_token_ids: tuple[int, ...] = ()
+    # (rows, columns) of the scale blocks of a block-FP8 checkpoint (`model.fp8`); None: unquantized.
+    weight_block_size: tuple[int, int] | None = None
 
     @classmethod
     def from_hf(cls, hf: dict[str, Any], generation_config: dict[str, Any] | None = None) -> "ModelArgs":
@@ -114,6 +117,7 @@ class ModelArgs:
                 if token not in eos:
                     eos.append(token)
         args["eos_token_ids"] = tuple(eos)
+        args["weight_block_size"] = _weight_block_size(hf.get("quantization_config"))
         return cls(**args)
 
     @classmethod
@@ -131,6 +135,18 @@ class ModelArgs:
             and self.num_experts > 0
             and (layer + 1) % self.decoder_sparse_step == 0
         )
+
+
+def _weight_block_size(quantization: dict[str, Any] | None) -> tuple[int, int] | None:
+    if not quantization:
+        return None
+    method, block = quantization.get("quant_method"), quantization.get("weight_block_size")
+    if method != "fp8" or not block or len(block) != 2:
+        raise ValueError(
+            f"unsupported quantization_config (quant_method={method!r}, weight_block_size={block!r}): "
+            "only block-wise FP8 checkpoints (quant_method 'fp8' with a weight_block_size) are read"
+        )
+    return int(block[0]), int(block[1])
 
 
 def rope_inverse_frequencies(args: ModelArgs) -> tuple[Tensor, float]:
@@ -219,44 +235,24 @@ class GatedRMSNorm(nn.Module):
         return (self.weight * normed * F.silu(gate.float())).to(x.dtype)
 
 
-def attend_block(q: Tensor, k: Tensor, v: Tensor, scale: float, causal: bool) -> tuple[Tensor, Tensor]:
-    """Softmax attention of q [B, H, Tq, Dh] over k, v [B, H, Tk, Dh]; returns out and log-sum-exp [B, H, Tq].
-
-    `causal` aligns query i with key i (Tq == Tk). On CPU this is PyTorch's flash kernel, which returns the
-    log-sum-exp; elsewhere the scores of this one block are materialised (`attend_block_math`).
-    """
-    if q.device.type == "cpu":
-        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            q, k, v, is_causal=causal, scale=scale
-        )
-    return attend_block_math(q, k, v, scale, causal)
-
-
-def attend_block_math(q: Tensor, k: Tensor, v: Tensor, scale: float, causal: bool) -> tuple[Tensor, Tensor]:
-    scores = (q.float() @ k.float().transpose(-1, -2)) * scale  # [B, H, Tq, Tk]
-    if causal:
-        scores = scores.masked_fill(torch.ones_like(scores[0, 0], dtype=torch.bool).triu(1), float("-inf"))
-    lse = scores.logsumexp(-1)
-    return ((scores - lse[..., None]).exp() @ v.float()).to(q.dtype), lse
-
-
 def streaming_attention(
     q: Tensor, k: Tensor, v: Tensor, past: Iterable[tuple[Tensor, Tensor]], scale: float
 ) -> Tensor:
     """Causal GQA attention of new tokens over cached blocks plus themselves, merged by online softmax.
 
     q [B, H, T, Dh]; k, v [B, KVH, T, Dh] of the same T tokens; `past` yields earlier keys/values
-    [B, KVH, S, Dh]. Working memory is O(T × S), never O(T × total length). Returns [B, H, T, Dh].
+    [B, KVH, S, Dh]. Each block goes through a flash kernel (`kernels.flash_attention`), so working memory
+    is O(T) beside the block, never O(T × S) scores nor O(T × total length). Returns [B, H, T, Dh].
     """
     B, H, T, Dh = q.shape
     group = H // k.shape[1]
-    out, lse = attend_block(
+    out, lse = attention_with_lse(
         q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), scale, causal=True
     )
     out = out.float()
     grouped_q = q.reshape(B, k.shape[1], group * T, Dh)  # all query heads of one KV head in one pass
     for past_k, past_v in past:
-        block_out, block_lse = attend_block(grouped_q, past_k, past_v, scale, causal=False)
+        block_out, block_lse = attention_with_lse(grouped_q, past_k, past_v, scale, causal=False)
         block_out, block_lse = block_out.reshape(B, H, T, Dh).float(), block_lse.reshape(B, H, T)
         merged = torch.logaddexp(lse, block_lse)
         out = out * (lse - merged).exp()[..., None] + block_out * (block_lse - merged).exp()[..., None]
@@ -380,6 +376,10 @@ class SparseMoE(nn.Module):
         self.shared_expert = MLP(D, args.shared_expert_intermediate_size)
         self.shared_expert_gate = nn.Linear(D, 1, bias=False)
 
+    def expert_weights(self, expert: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """One expert's gate_up [2I, D] and down [D, I] matrices in `dtype` (`model.fp8` dequantizes here)."""
+        return self.gate_up_proj[expert], self.down_proj[expert]
+
     def forward(self, x: Tensor) -> Tensor:
         B, T, D = x.shape
         x = x.reshape(-1, D)  # [N, D]
@@ -399,8 +399,9 @@ class SparseMoE(nn.Module):
         for expert, rows in enumerate(routed.split(rows_per_expert)):
             if rows.shape[0] == 0:
                 continue
-            gate, up = F.linear(rows, self.gate_up_proj[expert]).chunk(2, dim=-1)  # [n, I]
-            outputs.append(F.linear(F.silu(gate) * up, self.down_proj[expert]))  # [n, D]
+            gate_up_proj, down_proj = self.expert_weights(expert, rows.dtype)
+            gate, up = F.linear(rows, gate_up_proj).chunk(2, dim=-1)  # [n, I]
+            outputs.append(F.linear(F.silu(gate) * up, down_proj))  # [n, D]
         routed_out = torch.cat(outputs) * weights.flatten()[order, None]  # [N*k, D]
         out = torch.zeros_like(x).index_add_(0, token_of_row, routed_out)
         out = out + torch.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)
@@ -443,15 +444,31 @@ class HybridLM(nn.Module):
         self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
         self.lm_head = nn.Linear(args.hidden_size, args.vocab_size, bias=False)
         self.mtp_weights: dict[str, Tensor] = {}  # the checkpoint's multi-token-prediction head, kept unused
-        self.rope: RotaryEmbedding | None = None  # built on the weights' device by `from_pretrained`
+        # Set by `place` (from `from_pretrained`): each layer's device, and the rotary tables on each device.
+        self.layer_devices: list[torch.device] = []
+        self.ropes: dict[torch.device, RotaryEmbedding] = {}
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+        cls,
+        path: str | Path,
+        device: str | torch.device | Sequence[str | torch.device] = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> "HybridLM":
+        """Loads a checkpoint onto `device`, or onto several devices given as a sequence (consecutive layers
+        on each, the embedding on the first, the final norm and lm_head on the last; activations move between
+        them)."""
         from model.loading import load_pretrained
 
-        return load_pretrained(cls, ModelArgs.from_dir(path), Path(path), torch.device(device), dtype)
+        devices = [device] if isinstance(device, str | torch.device) else list(device)
+        return load_pretrained(
+            cls, ModelArgs.from_dir(path), Path(path), [torch.device(d) for d in devices], dtype
+        )
+
+    def place(self, layer_devices: list[torch.device]) -> None:
+        """Records each layer's device (where its weights were put) and builds the rotary tables there."""
+        self.layer_devices = list(layer_devices)
+        self.ropes = {device: RotaryEmbedding(self.config, device) for device in dict.fromkeys(layer_devices)}
 
     @property
     def device(self) -> torch.device:
@@ -475,9 +492,9 @@ class HybridLM(nn.Module):
             self.config,
             batch_size=batch_size,
             dtype=self.dtype,
-            device=self.device,
+            devices=self.layer_devices,
             kv_dtype=kv_dtype or self.dtype,
-            kv_device=torch.device(kv_device) if kv_device is not None else self.device,
+            kv_device=torch.device(kv_device) if kv_device is not None else None,
             block_size=block_size,
         )
 
@@ -485,17 +502,19 @@ class HybridLM(nn.Module):
         """A state saved by `HybridState.save`, placed on this model's device (KV blocks on kv_device, as in
         `new_state`)."""
         kv = torch.device(kv_device) if kv_device is not None else None
-        return HybridState.load(path, self.config, device=self.device, dtype=self.dtype, kv_device=kv)
+        return HybridState.load(path, self.config, devices=self.layer_devices, dtype=self.dtype, kv_device=kv)
 
     @torch.inference_mode()
     def forward(self, input_ids: Tensor, state: HybridState, last_only: bool = False) -> Tensor:
         """Consumes input_ids [B, T] into `state`; returns float32 logits [B, T, vocab] ([B, 1, vocab] if
         last_only). Memory is O(T): call it chunk by chunk (`prefill` does)."""
-        assert self.rope is not None, "build the model with HybridLM.from_pretrained"
+        assert self.ropes, "build the model with HybridLM.from_pretrained"
         x = self.embed_tokens(input_ids)  # [B, T, D]
-        rope = self.rope(state.position, input_ids.shape[1], x.dtype)  # [T, R] each
-        for layer, layer_state in zip(self.layers, state.layers, strict=True):
-            x = layer(x, rope, layer_state)
+        ropes = {
+            device: rope(state.position, input_ids.shape[1], x.dtype) for device, rope in self.ropes.items()
+        }  # [T, R] each
+        for layer, device, layer_state in zip(self.layers, self.layer_devices, state.layers, strict=True):
+            x = layer(x.to(device), ropes[device], layer_state)
         state.position += input_ids.shape[1]
         if last_only:
             x = x[:, -1:]

@@ -5,7 +5,7 @@ Shape letters: B batch, C conv channels, W conv width, HV value heads, K / V key
 KVH key/value heads, S tokens per KV block, Dh attention head dim.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,17 +103,18 @@ class HybridState:
         args: "ModelArgs",
         batch_size: int,
         dtype: torch.dtype,
-        device: torch.device,
+        devices: Sequence[torch.device],
         kv_dtype: torch.dtype,
-        kv_device: torch.device,
+        kv_device: torch.device | None,
         block_size: int,
     ) -> "HybridState":
+        """Empty states, each on its layer's device (`devices`, one per layer); KV blocks on `kv_device`
+        instead where given (host memory for offload)."""
         conv_channels = 2 * args.linear_num_key_heads * args.linear_key_head_dim + (
             args.linear_num_value_heads * args.linear_value_head_dim
         )
-        pin = kv_device.type == "cpu" and device.type == "cuda"
         layers: list[LayerState] = []
-        for kind in args.layer_types:
+        for kind, device in zip(args.layer_types, devices, strict=True):
             if kind == "linear_attention":
                 conv = torch.zeros(
                     batch_size, conv_channels, args.linear_conv_kernel_dim - 1, dtype=dtype, device=device
@@ -129,7 +130,9 @@ class HybridState:
                 layers.append(LinearAttentionState(conv, recurrent))
             else:
                 shape = (batch_size, args.num_key_value_heads, args.head_dim)
-                layers.append(KVCache(shape, block_size, kv_dtype, kv_device, pin))
+                blocks_on = kv_device or device
+                pin = blocks_on.type == "cpu" and device.type == "cuda"
+                layers.append(KVCache(shape, block_size, kv_dtype, blocks_on, pin))
         return cls(layers)
 
     def clone(self) -> "HybridState":
@@ -169,11 +172,12 @@ class HybridState:
         cls,
         path: str | Path,
         args: "ModelArgs",
-        device: torch.device,
+        devices: Sequence[torch.device],
         dtype: torch.dtype,
         kv_device: torch.device | None = None,
     ) -> "HybridState":
-        """Loads a saved state for a model with `args`; KV blocks keep their saved dtype."""
+        """Loads a saved state for a model with `args` whose layers lie on `devices` (one per layer); KV
+        blocks keep their saved dtype."""
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
             if metadata.get("format") != FORMAT_VERSION:
@@ -186,12 +190,12 @@ class HybridState:
                 args,
                 batch_size=1,
                 dtype=dtype,
-                device=device,
+                devices=devices,
                 kv_dtype=_DTYPES[kv_dtype] if kv_dtype else dtype,
-                kv_device=kv_device or device,
+                kv_device=kv_device,
                 block_size=int(metadata["block_size"]) or 4096,
             )
-            for i, layer in enumerate(state.layers):
+            for i, (layer, device) in enumerate(zip(state.layers, devices, strict=True)):
                 if isinstance(layer, LinearAttentionState):
                     conv, recurrent = f.get_tensor(f"layers.{i}.conv"), f.get_tensor(f"layers.{i}.recurrent")
                     if (

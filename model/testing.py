@@ -8,10 +8,13 @@ byte-level BPE tokenizer with a Qwen-style chat template, loadable with `AutoTok
 import functools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+if TYPE_CHECKING:
+    from model.qwen3_next import HybridLM, ModelArgs
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 
@@ -119,3 +122,31 @@ def make_random_checkpoint(
     model.generation_config = GenerationConfig(eos_token_id=im_end, pad_token_id=pad)
     model.save_pretrained(str(directory), **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     return directory
+
+
+def random_model(
+    args: "ModelArgs", device: str | torch.device, dtype: torch.dtype, seed: int = 0
+) -> "HybridLM":
+    """A HybridLM with random weights made directly on `device` in `dtype` (no checkpoint, no float32 copy):
+    for benchmarks of sizes that would take minutes to write and read back. Matrices ~ N(0, 0.02²); norms,
+    dt_bias and A_log as a fresh checkpoint has them."""
+    from model.qwen3_next import HybridLM
+
+    device = torch.device(device)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device("meta"):
+            lm = HybridLM(args)
+    finally:
+        torch.set_default_dtype(default)
+    lm = lm.to_empty(device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in lm.named_parameters():
+            if parameter.ndim > 1:
+                parameter.normal_(0, 0.02, generator=generator)
+            else:  # zero-centred RMSNorm weights and A_log at 0; the DeltaNet's output norm and dt_bias at 1
+                parameter.fill_(1.0 if name.endswith(("linear_attn.norm.weight", "dt_bias")) else 0.0)
+    lm.place([device] * args.num_hidden_layers)
+    return lm.eval().requires_grad_(False)

@@ -25,8 +25,10 @@ DOCUMENT_SLOT = "\x00DOCUMENT\x00"
 class HybridEngine(Engine):
     streams_documents = True
 
-    def __init__(self, path: Path, *, name: str, device: str = "cpu") -> None:
-        dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    def __init__(self, path: Path, *, name: str, device: str | list[str] = "cpu") -> None:
+        """`device`: one device, or several to spread the layers over (DOCPROC_DEVICES)."""
+        on_cpu = all(d == "cpu" for d in ([device] if isinstance(device, str) else device))
+        dtype = torch.float32 if on_cpu else torch.bfloat16
         self.model = HybridLM.from_pretrained(path, device=device, dtype=dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.name = name

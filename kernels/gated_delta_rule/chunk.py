@@ -14,9 +14,9 @@ float32 accumulation, and float32 inputs use exact float32 dots ("ieee") so that
 import torch
 import triton
 import triton.language as tl
-from triton.runtime.interpreter import InterpretedFunction
 
 from kernels.gated_delta_rule.reference import CHUNK_SIZE
+from kernels.triton_dot import dot, dot_arguments
 
 
 @triton.jit
@@ -30,16 +30,6 @@ def _load_rows(ptr, row0, n_rows, row_stride, n_cols, R: tl.constexpr, D: tl.con
     if L2NORM:
         x = x * tl.rsqrt(tl.sum(x * x, axis=1) + 1e-6)[:, None]
     return x
-
-
-@triton.jit
-def _dot(a, b, DOT_DTYPE: tl.constexpr, EMULATE_DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr):
-    """a @ b with operands rounded to DOT_DTYPE, accumulated in float32. Triton's interpreter multiplies
-    bf16 operands as raw bits, so there (EMULATE_DOT_DTYPE) the rounded operands are multiplied in float32."""
-    a, b = a.to(DOT_DTYPE), b.to(DOT_DTYPE)
-    if EMULATE_DOT_DTYPE:
-        a, b = a.to(tl.float32), b.to(tl.float32)
-    return tl.dot(a, b, input_precision=PRECISION)
 
 
 @triton.jit
@@ -154,7 +144,7 @@ def _chunk_state_kernel(
         u = _load_rows(
             u_ptr + (b * T * HV + hv) * V + v_block * BV, t0, T, HV * V, V - v_block * BV, C, BV, False
         )  # [C, BV]
-        v_new = u - _dot(w, state, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION)  # [C, BV]
+        v_new = u - dot(w, state, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION)  # [C, BV]
         v_new_rows = v_new_ptr + ((b * T + rows) * HV + hv) * V
         tl.store(
             v_new_rows[:, None] + cols_v[None, :],
@@ -166,7 +156,7 @@ def _chunk_state_kernel(
         g_last = tl.load(g_cum_ptr + (b * T + tl.minimum(t0 + C, T) - 1) * HV + hv)
         k = _load_rows(k_ptr + (b * T * H + h) * K, t0, T, H * K, K, C, BK, L2NORM)  # [C, BK]
         k_decayed = k * tl.exp(g_last - g_cum)[:, None]  # masked rows are zero
-        state = state * tl.exp(g_last) + _dot(
+        state = state * tl.exp(g_last) + dot(
             tl.trans(k_decayed), v_new, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION
         )
 
@@ -221,18 +211,15 @@ def _chunk_output_kernel(
     i = tl.arange(0, C)
     causal = i[:, None] >= i[None, :]
     decay = tl.exp(tl.where(causal, g_cum[:, None] - g_cum[None, :], 0.0))
-    attn = tl.where(causal, _dot(q, tl.trans(k), DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION) * decay, 0.0)
-    o = _dot(q * tl.exp(g_cum)[:, None], state, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION)
-    o += _dot(attn, v_new, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION)
+    attn = tl.where(causal, dot(q, tl.trans(k), DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION) * decay, 0.0)
+    o = dot(q * tl.exp(g_cum)[:, None], state, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION)
+    o += dot(attn, v_new, DOT_DTYPE, EMULATE_DOT_DTYPE, PRECISION)
     o_rows = o_ptr + ((b * T + rows) * HV + hv) * V
     tl.store(
         o_rows[:, None] + cols_v[None, :],
         o.to(o_ptr.dtype.element_ty),
         mask=row_ok[:, None] & (cols_v[None, :] < V),
     )
-
-
-_DOT_DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}
 
 
 def _block(n: int, cap: int) -> int:
@@ -263,7 +250,7 @@ def chunk_gated_delta_rule_triton(
     # The state scan is the sequential part: smaller V blocks give it more programs (B * HV * V / BV).
     BV_SCAN = _block(V, 32)
     q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
-    precision = "ieee" if q.dtype == torch.float32 else "tf32"
+    dots = dot_arguments(_chunk_state_kernel, q.dtype)
     common = {
         "H": H,
         "HV": HV,
@@ -272,10 +259,9 @@ def chunk_gated_delta_rule_triton(
         "C": C,
         "BK": BK,
         "L2NORM": use_qk_l2norm_in_kernel,
-        "PRECISION": precision,
+        "PRECISION": dots["PRECISION"],
     }
-    emulate = isinstance(_chunk_state_kernel, InterpretedFunction) and q.dtype != torch.float32
-    dot_dtype = {"DOT_DTYPE": _DOT_DTYPES[q.dtype], "EMULATE_DOT_DTYPE": emulate}
+    dot_dtype = {"DOT_DTYPE": dots["DOT_DTYPE"], "EMULATE_DOT_DTYPE": dots["EMULATE_DOT_DTYPE"]}
 
     w = torch.empty(B, T, HV, K, dtype=q.dtype, device=q.device)
     u = torch.empty(B, T, HV, V, dtype=q.dtype, device=q.device)

@@ -3,8 +3,10 @@
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 from docproc.engine import Stopped
@@ -57,3 +59,21 @@ def test_stop_between_generated_tokens(engine: HybridEngine) -> None:
     with counting_runs(engine.model.layers[0], runs, stop, 6), pytest.raises(Stopped):
         engine.answer(state, engine.encode("Summarize it."), 200, None, stop)
     assert len(runs) == 6
+
+
+def test_docproc_devices_spread_the_layers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from docproc.engine import get_engine
+    from docproc.settings import get_settings
+
+    monkeypatch.setenv("DOCPROC_MODEL", str(make_random_checkpoint(tmp_path)))
+    monkeypatch.setenv("DOCPROC_DEVICES", "cpu, cpu")
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    try:
+        assert get_settings().devices == ["cpu", "cpu"]
+        engine = get_engine()
+        assert isinstance(engine, HybridEngine) and len(engine.model.layer_devices) == 4
+        assert engine.model.dtype == torch.float32  # CPU devices only: float32, as with DOCPROC_DEVICE=cpu
+    finally:
+        get_settings.cache_clear()
+        get_engine.cache_clear()
