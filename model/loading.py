@@ -1,7 +1,12 @@
-"""Loads a Hugging Face `qwen3_next` checkpoint (one `model.safetensors` or shards listed in
-`model.safetensors.index.json`) into `HybridLM`, converting the few tensors whose layout differs:
+"""Loads a Hugging Face `qwen3_next` or Qwen3.5 (`qwen3_5`, `qwen3_5_moe`) checkpoint (one `model.safetensors`
+or shards listed in `model.safetensors.index.json`) into `HybridLM`, converting the few tensors whose layout
+differs:
 
 - `linear_attn.in_proj_qkvz` / `in_proj_ba`: rows interleaved per key head -> [q | k | v | z], [b | a];
+- Qwen3.5's separate `linear_attn.in_proj_qkv`, `in_proj_z`, `in_proj_b`, `in_proj_a` (already in that order)
+  -> the same two stacked projections;
+- Qwen3.5 vision-language checkpoints keep the text model under `model.language_model.`; the vision tower
+  (`model.visual.`) is skipped;
 - `linear_attn.conv1d.weight` [C, 1, W] -> `linear_attn.conv_weight` [C, W];
 - per-expert `mlp.experts.{e}.{gate,up,down}_proj.weight` -> stacked `mlp.gate_up_proj` [E, 2I, D],
   `mlp.down_proj` [E, D, I] (transformers' fused `mlp.experts.gate_up_proj` layout is accepted as is).
@@ -24,6 +29,11 @@ if TYPE_CHECKING:
 
 _EXPERT = re.compile(r"^(layers\.\d+\.mlp)\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
 _FUSED_EXPERTS = re.compile(r"^(layers\.\d+\.mlp)\.experts\.(gate_up_proj|down_proj)$")
+# Qwen3.5's separate linear-attention input projections, by the stacked one they form, in stacking order.
+_SPLIT_PROJECTIONS = {"in_proj_qkvz": ("in_proj_qkv", "in_proj_z"), "in_proj_ba": ("in_proj_b", "in_proj_a")}
+_SPLIT_PROJECTION = re.compile(
+    r"^(layers\.\d+\.linear_attn)\.(in_proj_qkv|in_proj_z|in_proj_b|in_proj_a)\.weight$"
+)
 
 
 def checkpoint_files(path: Path) -> list[Path]:
@@ -70,12 +80,17 @@ def convert_weights(
     weights: dict[str, Tensor] = {}
     mtp: dict[str, Tensor] = {}
     experts: dict[str, dict[str, dict[int, Tensor]]] = {}
+    split: dict[str, dict[str, Tensor]] = {}
     for name, tensor in tensors:
         if name.startswith("mtp."):
             mtp[name] = tensor
             continue
-        name = name.removeprefix("model.")
-        if match := _EXPERT.match(name):
+        if name.startswith("model.visual."):
+            continue
+        name = name.removeprefix("model.language_model.").removeprefix("model.")
+        if match := _SPLIT_PROJECTION.match(name):
+            split.setdefault(match.group(1), {})[match.group(2)] = tensor
+        elif match := _EXPERT.match(name):
             prefix, expert, kind = match.groups()
             experts.setdefault(prefix, {}).setdefault(kind, {})[int(expert)] = tensor
         elif match := _FUSED_EXPERTS.match(name):
@@ -88,6 +103,9 @@ def convert_weights(
             weights[name.replace("conv1d.weight", "conv_weight")] = tensor.squeeze(1)
         else:
             weights[name] = tensor
+    for prefix, parts in split.items():
+        for stacked, names in _SPLIT_PROJECTIONS.items():
+            weights[f"{prefix}.{stacked}.weight"] = torch.cat([parts[part] for part in names])
     for prefix, kinds in experts.items():
         stacked = {
             kind: torch.stack([per[e] for e in range(args.num_experts)]) for kind, per in kinds.items()

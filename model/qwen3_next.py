@@ -1,7 +1,8 @@
 """Qwen3-Next hybrid LM for streaming inference: Gated DeltaNet + gated full attention + sparse MoE.
 
-Reads Hugging Face `qwen3_next` checkpoints (see `model.loading`); transformers' `modeling_qwen3_next.py` is
-the oracle for every number computed here. A document is consumed chunk by chunk into a `HybridState`
+Reads Hugging Face `qwen3_next` checkpoints and the Qwen3.5 text models that share the design (`qwen3_5`
+dense, `qwen3_5_moe`; see `model.loading`); transformers' `modeling_qwen3_next.py` and `modeling_qwen3_5*.py`
+are the oracles for every number computed here. A document is consumed chunk by chunk into a `HybridState`
 (recurrent and conv states of the linear layers, block-wise KV cache of the attention layers), so prefill
 memory is O(chunk).
 
@@ -30,6 +31,10 @@ from kernels import (
 from model.memory import release_free_host_memory
 from model.sampling import INSTRUCT, Sampling, sample_next_token
 from model.state import HybridState, KVCache, LinearAttentionState
+
+# config.json model types read by `ModelArgs.from_hf`; the multimodal ones nest the text model's config.
+SUPPORTED_MODEL_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
+QWEN3_5_MULTIMODAL = ("qwen3_5", "qwen3_5_moe")
 
 
 @dataclass(frozen=True)
@@ -75,12 +80,28 @@ class ModelArgs:
 
     @classmethod
     def from_hf(cls, hf: dict[str, Any], generation_config: dict[str, Any] | None = None) -> "ModelArgs":
-        """From a config.json dict; accepts transformers 5 `rope_parameters` and older `rope_scaling`."""
-        if hf.get("model_type") != "qwen3_next":
-            raise ValueError(f"expected model_type 'qwen3_next', got {hf.get('model_type')!r}")
+        """From a config.json dict; accepts transformers 5 `rope_parameters` and older `rope_scaling`.
+
+        Qwen3.5 checkpoints are vision-language models whose text model is this one: their `text_config` is
+        read (the vision tower is not loaded). Qwen3.5 dense models have no experts; Qwen3.5 MoE models make
+        every layer sparse. Their multimodal RoPE equals plain RoPE for text, whose three position axes agree.
+        """
+        model_type = hf.get("model_type")
+        if model_type in QWEN3_5_MULTIMODAL:
+            eos = hf.get("eos_token_id")
+            hf = {**hf["text_config"], **({"eos_token_id": eos} if eos is not None else {})}
+            model_type = hf.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(
+                f"unsupported model_type {model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+            )
         names = {f.name for f in cls.__dataclass_fields__.values()}
         args: dict[str, Any] = {k: v for k, v in hf.items() if k in names and v is not None}
         args.pop("eos_token_ids", None)
+        if model_type == "qwen3_5_text":
+            args["num_experts"] = 0
+        elif model_type == "qwen3_5_moe_text":
+            args["decoder_sparse_step"], args["mlp_only_layers"] = 1, ()
         rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
         for key in ("rope_theta", "partial_rotary_factor"):
             if key in rope:

@@ -18,6 +18,9 @@ from transformers import AutoTokenizer
 from docproc.engine.base import Engine, Generation, stopping_between_layers
 from model import INSTRUCT, THINKING, HybridLM, HybridState, Sampling
 from model.chat import THINK_END, build_prompt, split_thinking
+from model.qwen3_next import QWEN3_5_MULTIMODAL, SUPPORTED_MODEL_TYPES
+
+HYBRID_MODEL_TYPES = SUPPORTED_MODEL_TYPES + QWEN3_5_MULTIMODAL
 
 DOCUMENT_SLOT = "\x00DOCUMENT\x00"
 
@@ -129,4 +132,4 @@ def _weights_stamp(path: Path) -> str:
 
 def is_hybrid_checkpoint(path: Path) -> bool:
     config = path / "config.json"
-    return config.is_file() and json.loads(config.read_text()).get("model_type") == "qwen3_next"
+    return config.is_file() and json.loads(config.read_text()).get("model_type") in HYBRID_MODEL_TYPES
