@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # A local tokenizer directory for a remote model whose server has no /tokenize endpoint.
     remote_tokenizer: Path | None = None
     device: str = "cpu"
+    # Hybrid engine: tokens drafted per step by the checkpoint's MTP head (speculative decoding; the output is
+    # the same). 0 turns it off; checkpoints without an MTP head ignore it.
+    draft_tokens: int = Field(0, ge=0, le=8)
     # Where converted checkpoints (GGUF de-quantised once) are kept; None: data_dir/models.
     models_dir: Path | None = None
 

@@ -11,12 +11,14 @@ differs:
 - per-expert `mlp.experts.{e}.{gate,up,down}_proj.weight` -> stacked `mlp.gate_up_proj` [E, 2I, D],
   `mlp.down_proj` [E, D, I] (transformers' fused `mlp.experts.gate_up_proj` layout is accepted as is).
 
-`mtp.*` tensors (the multi-token-prediction head) are loaded into `HybridLM.mtp_weights` untouched.
+`mtp.*` tensors (the multi-token-prediction head) are converted the same way into `HybridLM.mtp`
+(`model.speculative.MultiTokenPredictor`).
 """
 
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -121,11 +123,18 @@ def load_pretrained(
     cls: type["HybridLM"], args: "ModelArgs", path: Path, device: torch.device, dtype: torch.dtype
 ) -> "HybridLM":
     from model.qwen3_next import RotaryEmbedding
+    from model.speculative import MultiTokenPredictor
 
     with torch.device("meta"):
         lm = cls(args)
     weights, mtp = convert_weights(read_tensors(path, dtype, device), args)
     lm.load_state_dict(weights, strict=True, assign=True)
-    lm.mtp_weights = mtp
+    if mtp:
+        with torch.device("meta"):
+            lm.mtp = MultiTokenPredictor(args)
+        head_args = replace(args, tie_word_embeddings=False)  # the head shares the main model's lm_head
+        head, _ = convert_weights(((name.removeprefix("mtp."), t) for name, t in mtp.items()), head_args)
+        lm.mtp.load_state_dict(head, strict=True, assign=True)
+        lm.mtp.eval().requires_grad_(False)
     lm.rope = RotaryEmbedding(args, device)
     return lm.eval().requires_grad_(False)

@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,9 @@ from kernels import (
 from model.memory import release_free_host_memory
 from model.sampling import INSTRUCT, Sampling, sample_next_token
 from model.state import HybridState, KVCache, LinearAttentionState
+
+if TYPE_CHECKING:
+    from model.speculative import MultiTokenPredictor
 
 # config.json model types read by `ModelArgs.from_hf`; the multimodal ones nest the text model's config.
 SUPPORTED_MODEL_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
@@ -261,6 +264,11 @@ def attend_block_math(q: Tensor, k: Tensor, v: Tensor, scale: float, causal: boo
     return ((scores - lse[..., None]).exp() @ v.float()).to(q.dtype), lse
 
 
+# Decoding (and verifying a few drafted tokens) attends with at most this many query rows per KV head: then
+# one softmax over the scores of every cached token is cheaper than a flash call and a merge per block.
+FEW_QUERY_ROWS = 16
+
+
 def streaming_attention(
     q: Tensor, k: Tensor, v: Tensor, past: Iterable[tuple[Tensor, Tensor]], scale: float
 ) -> Tensor:
@@ -271,6 +279,8 @@ def streaming_attention(
     """
     B, H, T, Dh = q.shape
     group = H // k.shape[1]
+    if group * T <= FEW_QUERY_ROWS:
+        return attend_few_queries(q, k, v, past, scale)
     out, lse = attend_block(
         q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), scale, causal=True
     )
@@ -283,6 +293,26 @@ def streaming_attention(
         out = out * (lse - merged).exp()[..., None] + block_out * (block_lse - merged).exp()[..., None]
         lse = merged
     return out.to(q.dtype)
+
+
+def attend_few_queries(
+    q: Tensor, k: Tensor, v: Tensor, past: Iterable[tuple[Tensor, Tensor]], scale: float
+) -> Tensor:
+    """`streaming_attention` for a few new tokens: one exact softmax over all cached and new keys.
+
+    Per block only two small matmuls run (scores, then probabilities × values), so the cost per cached token
+    is the arithmetic itself. Scores take O(H × T × total length) memory: small while T is.
+    """
+    B, H, T, Dh = q.shape
+    kv_heads = k.shape[1]
+    grouped_q = q.reshape(B, kv_heads, H // kv_heads * T, Dh).float()  # [B, KVH, G*T, Dh]
+    blocks = [*past, (k, v)]
+    scores = torch.cat([grouped_q @ keys.float().transpose(-1, -2) for keys, _ in blocks], dim=-1) * scale
+    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1).repeat(H // kv_heads, 1)
+    scores[..., -T:].masked_fill_(causal, float("-inf"))  # [B, KVH, G*T, total]
+    probabilities = scores.softmax(-1).split([keys.shape[2] for keys, _ in blocks], dim=-1)
+    out = sum(p @ values.float() for p, (_, values) in zip(probabilities, blocks, strict=True))
+    return out.reshape(B, H, T, Dh).to(q.dtype)
 
 
 class GatedAttention(nn.Module):
@@ -345,6 +375,14 @@ class GatedDeltaNet(nn.Module):
 
     def forward(self, x: Tensor, state: LinearAttentionState) -> Tensor:
         B, T, _ = x.shape
+        if state.steps is not None:  # verifying drafts: token by token, keeping the state after each
+            steps, state.steps = state.steps, None
+            out = []
+            for t in range(T):
+                out.append(self(x[:, t : t + 1], state))
+                steps.append((state.conv, state.recurrent))
+            state.steps = steps
+            return torch.cat(out, dim=1)
         qkv, z = self.in_proj_qkvz(x).split([self.conv_channels, self.value_heads * self.value_dim], dim=-1)
         b, a = self.in_proj_ba(x).chunk(2, dim=-1)  # [B, T, HV]
         if T == 1:
@@ -463,7 +501,7 @@ class HybridLM(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(args, i) for i in range(args.num_hidden_layers))
         self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
         self.lm_head = nn.Linear(args.hidden_size, args.vocab_size, bias=False)
-        self.mtp_weights: dict[str, Tensor] = {}  # the checkpoint's multi-token-prediction head, kept unused
+        self.mtp: MultiTokenPredictor | None = None  # the checkpoint's draft head, when it has one
         self.rope: RotaryEmbedding | None = None  # built on the weights' device by `from_pretrained`
 
     @classmethod
@@ -512,15 +550,20 @@ class HybridLM(nn.Module):
     def forward(self, input_ids: Tensor, state: HybridState, last_only: bool = False) -> Tensor:
         """Consumes input_ids [B, T] into `state`; returns float32 logits [B, T, vocab] ([B, 1, vocab] if
         last_only). Memory is O(T): call it chunk by chunk (`prefill` does)."""
+        hidden = self.hidden_states(input_ids, state)  # [B, T, D]
+        return self.lm_head(hidden[:, -1:] if last_only else hidden).float()
+
+    @torch.inference_mode()
+    def hidden_states(self, input_ids: Tensor, state: HybridState) -> Tensor:
+        """Consumes input_ids [B, T] into `state`; returns the final-normed hidden states [B, T, D], which
+        lm_head and the MTP draft head read."""
         assert self.rope is not None, "build the model with HybridLM.from_pretrained"
         x = self.embed_tokens(input_ids)  # [B, T, D]
         rope = self.rope(state.position, input_ids.shape[1], x.dtype)  # [T, R] each
         for layer, layer_state in zip(self.layers, state.layers, strict=True):
             x = layer(x, rope, layer_state)
         state.position += input_ids.shape[1]
-        if last_only:
-            x = x[:, -1:]
-        return self.lm_head(self.norm(x)).float()
+        return self.norm(x)
 
     def prefill(
         self,
@@ -556,12 +599,32 @@ class HybridLM(nn.Module):
         stop_token_ids: Iterable[int] | None = None,
         on_token: Callable[[int], None] | None = None,
         chunk_size: int = 4096,
+        draft_tokens: int = 0,
     ) -> list[int]:
         """Continues `state` with the prompt, then samples up to max_new_tokens, stopping after a stop token
         (default: the checkpoint's EOS ids). Every sampled token, the stop token included, is fed into
         `state`, so it ends as prompt + output. Returns the new token ids; the last is a stop token unless the
-        length limit ended it. `on_token(id)` streams tokens; raising from it stops generation."""
+        length limit ended it. `on_token(id)` streams tokens; raising from it stops generation.
+
+        draft_tokens > 0: speculative decoding with the checkpoint's MTP head (`model.speculative`); the
+        output is the same, fewer forwards of the main model produce it."""
         stops = set(self.config.eos_token_ids if stop_token_ids is None else stop_token_ids)
+        if draft_tokens:
+            from model.speculative import MTPDrafter, generate_with_drafts
+
+            drafter = MTPDrafter(self)
+            return generate_with_drafts(
+                self,
+                state,
+                prompt_ids,
+                max_new_tokens,
+                sampling,
+                stops,
+                on_token,
+                chunk_size,
+                draft_tokens,
+                drafter,
+            )
         generator = sampling.generator(self.device)
         logits = self.prefill(prompt_ids, state, chunk_size=chunk_size)
         tokens: list[int] = []

@@ -146,3 +146,48 @@ def make_random_checkpoint(
     model.generation_config = GenerationConfig(eos_token_id=im_end, pad_token_id=pad)
     model.save_pretrained(str(directory), **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     return directory
+
+
+def add_mtp_head(directory: str | Path, seed: int = 0) -> None:
+    """Adds a random multi-token-prediction head (`mtp.*`, named as published checkpoints name it, experts one
+    by one) to the checkpoint in `directory`, as a shard of its own; transformers ignores it."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from model.qwen3_next import ModelArgs
+    from model.speculative import MultiTokenPredictor
+
+    directory = Path(directory)
+    torch.manual_seed(seed)
+    head = MultiTokenPredictor(ModelArgs.from_dir(directory))
+    tensors: dict[str, torch.Tensor] = {}
+    for name, parameter in head.state_dict().items():
+        # Norm weights are zero-centred: small offsets from 0 (or 1 for plain norms) keep every one in play.
+        value = torch.randn_like(parameter) * (0.3 if parameter.ndim == 1 else 0.1)
+        if name.endswith("mlp.gate_up_proj"):
+            gate, up = value.chunk(2, dim=1)
+            for expert in range(value.shape[0]):
+                prefix = f"mtp.{name.removesuffix('gate_up_proj')}experts.{expert}"
+                tensors[f"{prefix}.gate_proj.weight"], tensors[f"{prefix}.up_proj.weight"] = (
+                    gate[expert],
+                    up[expert],
+                )
+        elif name.endswith("mlp.down_proj") and value.ndim == 3:
+            for expert in range(value.shape[0]):
+                tensors[f"mtp.{name.removesuffix('down_proj')}experts.{expert}.down_proj.weight"] = value[
+                    expert
+                ]
+        else:
+            tensors[f"mtp.{name}"] = value
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "mtp.safetensors"))
+    index_path = directory / "model.safetensors.index.json"
+    if index_path.exists():
+        index = json.loads(index_path.read_text())
+    else:  # a single-file checkpoint becomes a sharded one
+        from safetensors import safe_open
+
+        with safe_open(str(directory / "model.safetensors"), framework="pt") as f:
+            index = {"metadata": {}, "weight_map": dict.fromkeys(f.keys(), "model.safetensors")}
+    index["weight_map"].update(dict.fromkeys(tensors, "mtp.safetensors"))
+    index_path.write_text(json.dumps(index, indent=2))

@@ -28,9 +28,11 @@ DOCUMENT_SLOT = "\x00DOCUMENT\x00"
 class HybridEngine(Engine):
     streams_documents = True
 
-    def __init__(self, path: Path, *, name: str, device: str = "cpu") -> None:
+    def __init__(self, path: Path, *, name: str, device: str = "cpu", draft_tokens: int = 0) -> None:
         dtype = torch.float32 if device == "cpu" else torch.bfloat16
         self.model = HybridLM.from_pretrained(path, device=device, dtype=dtype)
+        # Speculative decoding needs the checkpoint's MTP head; without one, plain decoding.
+        self.draft_tokens = draft_tokens if self.model.mtp is not None else 0
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.name = name
         self.context_tokens = self.model.config.max_position_embeddings
@@ -119,7 +121,10 @@ class HybridEngine(Engine):
         stop: threading.Event | None,
     ) -> Generation:
         with stopping_between_layers(self.model.layers, stop):
-            new_ids = self.model.generate(state, prompt, max_new_tokens, sampling or self.default_sampling)
+            sampling = sampling or self.default_sampling
+            new_ids = self.model.generate(
+                state, prompt, max_new_tokens, sampling, draft_tokens=self.draft_tokens
+            )
         thinking, answer = split_thinking(self.tokenizer.decode(new_ids, skip_special_tokens=True))
         return Generation(answer, thinking or None, len(prompt), len(new_ids))
 

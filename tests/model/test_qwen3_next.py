@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from model import GREEDY, HybridLM
 from model.qwen3_next import (
     ModelArgs,
     attend_block,
     attend_block_math,
+    attend_few_queries,
     rope_inverse_frequencies,
     streaming_attention,
 )
@@ -209,3 +211,25 @@ def test_qwen3_5_vision_language_layout_loads_its_text_model(
 def test_unsupported_model_type_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported model_type 'llama'"):
         ModelArgs.from_hf({"model_type": "llama"})
+
+
+@pytest.mark.parametrize("new_len", [1, 3])
+def test_few_query_attention_equals_causal_attention(new_len: int) -> None:
+    """Decode and draft verification (few new tokens) take the one-softmax path."""
+    generator = torch.Generator().manual_seed(1)
+    past_len, heads, kv_heads, dim = 75, 4, 2, 8
+    q = torch.randn(1, heads, new_len, dim, generator=generator)
+    k, v = (torch.randn(1, kv_heads, past_len + new_len, dim, generator=generator) for _ in range(2))
+    blocks = [
+        (k[:, :, s : min(s + 32, past_len)], v[:, :, s : min(s + 32, past_len)]) for s in range(0, 75, 32)
+    ]
+    new_k, new_v = k[:, :, past_len:], v[:, :, past_len:]
+    few = attend_few_queries(q, new_k, new_v, blocks, dim**-0.5)
+    group = heads // kv_heads
+    mask = torch.ones(new_len, past_len + new_len, dtype=torch.bool).tril(past_len)
+    expected = F.scaled_dot_product_attention(
+        q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), attn_mask=mask, scale=dim**-0.5
+    )
+    torch.testing.assert_close(few, expected, rtol=1e-5, atol=1e-5)
+    dispatched = streaming_attention(q, new_k, new_v, blocks, dim**-0.5)
+    torch.testing.assert_close(dispatched, expected, rtol=1e-5, atol=1e-5)
