@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # Hybrid engine: several devices (e.g. "cuda:0,cuda:1") to place consecutive layers on, with their
     # states and KV blocks; empty: `device` alone. `docproc plan` shows what each would hold.
     devices: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Hybrid engine: tokens drafted per step by the checkpoint's MTP head (speculative decoding; the output is
+    # the same). 0 turns it off; checkpoints without an MTP head ignore it.
+    draft_tokens: int = Field(0, ge=0, le=8)
     # Where converted checkpoints (GGUF de-quantised once) are kept; None: data_dir/models.
     models_dir: Path | None = None
 

@@ -6,7 +6,13 @@
 - per-expert `mlp.experts.{e}.{gate,up,down}_proj.weight` -> stacked `mlp.gate_up_proj` [E, 2I, D],
   `mlp.down_proj` [E, D, I] (transformers' fused `mlp.experts.gate_up_proj` layout is accepted as is).
 
-`mtp.*` tensors (the multi-token-prediction head) are loaded into `HybridLM.mtp_weights` untouched.
+- Qwen3.5's separate `linear_attn.in_proj_qkv`, `in_proj_z`, `in_proj_b`, `in_proj_a` (already in that order)
+  -> the same two stacked projections;
+- Qwen3.5 vision-language checkpoints keep the text model under `model.language_model.`; the vision tower
+  (`model.visual.`) is not read.
+
+`mtp.*` tensors (the multi-token-prediction head) are converted the same way into `HybridLM.mtp`
+(`model.speculative.MultiTokenPredictor`), on the last device.
 
 Block-FP8 checkpoints (`model.fp8`) keep their float8 weights and float32 `*_weight_scale_inv` as stored; the
 modules holding them become their FP8 forms, so the model is never held in the compute dtype. With
@@ -17,6 +23,7 @@ layer's device.
 import json
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -33,8 +40,11 @@ _EXPERT = re.compile(
     r"^(layers\.\d+\.mlp)\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight(_scale_inv)?$"
 )
 _Device = TypeVar("_Device")
-_LAYER = re.compile(r"^(?:model\.)?layers\.(\d+)\.")
+_LAYER = re.compile(r"^(?:model\.)?(?:language_model\.)?layers\.(\d+)\.")
 _FUSED_EXPERTS = re.compile(r"^(layers\.\d+\.mlp)\.experts\.(gate_up_proj|down_proj)$")
+# Qwen3.5's separate linear-attention input projections, by the stacked one they form, in stacking order.
+_SPLIT_PROJECTIONS = {"in_proj_qkvz": ("in_proj_qkv", "in_proj_z"), "in_proj_ba": ("in_proj_b", "in_proj_a")}
+_SPLIT_PROJECTION = re.compile(r"^(layers\.\d+\.linear_attn)\.(in_proj_(?:qkv|z|b|a))\.weight(_scale_inv)?$")
 
 
 def checkpoint_files(path: Path) -> list[Path]:
@@ -74,6 +84,8 @@ def read_tensors(
     for file in checkpoint_files(path):
         with safe_open(str(file), framework="pt", device="cpu") as f:
             for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                if name.startswith("model.visual."):
+                    continue
                 tensor = f.get_tensor(name)
                 keep = not tensor.is_floating_point() or tensor.dtype == FP8 or name.endswith(SCALE_SUFFIX)
                 yield name, tensor.to(tensor_device(name, devices), tensor.dtype if keep else dtype)
@@ -103,6 +115,31 @@ def stack_gate_up(gate: Tensor, up: Tensor, scales: bool, args: "ModelArgs") -> 
     rows, block_rows = args.moe_intermediate_size, args.weight_block_size[0]
     joined = torch.cat([expand_rows(gate, rows, block_rows), expand_rows(up, rows, block_rows)], dim=1)
     return compact_rows(joined, block_rows)
+
+
+def split_projection_rows(part: str, args: "ModelArgs") -> int:
+    """Rows of one of Qwen3.5's separate linear-attention input projections."""
+    value_width = args.linear_num_value_heads * args.linear_value_head_dim
+    return {
+        "in_proj_qkv": 2 * args.linear_num_key_heads * args.linear_key_head_dim + value_width,
+        "in_proj_z": value_width,
+        "in_proj_b": args.linear_num_value_heads,
+        "in_proj_a": args.linear_num_value_heads,
+    }[part]
+
+
+def stack_split_projections(parts: dict[str, Tensor], scales: bool, args: "ModelArgs") -> dict[str, Tensor]:
+    """Qwen3.5's in_proj_qkv + in_proj_z -> in_proj_qkvz, in_proj_b + in_proj_a -> in_proj_ba (weights, or
+    FP8 scales joined one scale per row unless the blocks line up)."""
+    stacked = {}
+    for name, names in _SPLIT_PROJECTIONS.items():
+        if not scales:
+            stacked[name] = torch.cat([parts[part] for part in names])
+            continue
+        block_rows = args.weight_block_size[0]
+        rows = [expand_rows(parts[part], split_projection_rows(part, args), block_rows) for part in names]
+        stacked[name] = compact_rows(torch.cat(rows), block_rows)
+    return stacked
 
 
 def regroup_qkvz(weight: Tensor, args: "ModelArgs") -> Tensor:
@@ -150,12 +187,16 @@ def convert_weights(
         tuple[str, str], dict[int, Tensor]
     ] = {}  # (prefix, "gate_proj" + suffix) -> expert -> tensor
     stacked: dict[tuple[str, str], Tensor] = {}  # the same keys -> [E, ...], until gate meets up
+    split: dict[tuple[str, str], dict[str, Tensor]] = {}  # (prefix, suffix) -> Qwen3.5 projection -> tensor
     for name, tensor in tensors:
         if name.startswith("mtp."):
             mtp[name] = tensor
             continue
-        name = name.removeprefix("model.")
-        if match := _EXPERT.match(name):
+        name = name.removeprefix("model.").removeprefix("language_model.")
+        if match := _SPLIT_PROJECTION.match(name):
+            prefix, part, suffix = match.groups()
+            split.setdefault((prefix, suffix or ""), {})[part] = tensor
+        elif match := _EXPERT.match(name):
             prefix, expert, kind, suffix = match.groups()
             key = (prefix, kind + (suffix or ""))
             pending.setdefault(key, {})[int(expert)] = tensor
@@ -171,6 +212,9 @@ def convert_weights(
             weights[name.replace("conv1d.weight", "conv_weight")] = tensor.squeeze(1)
         else:
             weights[name] = tensor
+    for (prefix, suffix), parts in split.items():
+        for name, tensor in stack_split_projections(parts, bool(suffix), args).items():
+            weights[f"{prefix}.{name}.weight{suffix}"] = tensor
     if args.tie_word_embeddings:
         weights["lm_head.weight"] = weights["embed_tokens.weight"].to(weights["norm.weight"].device)
     return weights, mtp
@@ -184,6 +228,8 @@ def load_pretrained(
     dtype: torch.dtype,
 ) -> "HybridLM":
     """The model with its layers spread over `devices` (consecutive runs, see `layer_devices`)."""
+    from model.speculative import MultiTokenPredictor
+
     per_layer = layer_devices(args.num_hidden_layers, devices)
     weights, mtp = convert_weights(read_tensors(path, dtype, per_layer), args)
     with torch.device("meta"):
@@ -191,6 +237,14 @@ def load_pretrained(
         if args.weight_block_size is not None:
             use_fp8_modules(lm, weights, args.weight_block_size)
     lm.load_state_dict(weights, strict=True, assign=True)
-    lm.mtp_weights = mtp
+    if mtp:
+        head_args = replace(args, tie_word_embeddings=False)  # the head shares the main model's lm_head
+        head, _ = convert_weights(((name.removeprefix("mtp."), t) for name, t in mtp.items()), head_args)
+        with torch.device("meta"):
+            lm.mtp = MultiTokenPredictor(args)
+            if args.weight_block_size is not None:
+                use_fp8_modules(lm.mtp, head, args.weight_block_size)
+        lm.mtp.load_state_dict(head, strict=True, assign=True)
+        lm.mtp.eval().requires_grad_(False)
     lm.place(per_layer)
     return lm.eval().requires_grad_(False)

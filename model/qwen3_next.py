@@ -1,7 +1,8 @@
 """Qwen3-Next hybrid LM for streaming inference: Gated DeltaNet + gated full attention + sparse MoE.
 
-Reads Hugging Face `qwen3_next` checkpoints (see `model.loading`); transformers' `modeling_qwen3_next.py` is
-the oracle for every number computed here. A document is consumed chunk by chunk into a `HybridState`
+Reads Hugging Face `qwen3_next` checkpoints and the Qwen3.5 text models that share the design (`qwen3_5`
+dense, `qwen3_5_moe`; see `model.loading`); transformers' `modeling_qwen3_next.py` and `modeling_qwen3_5*.py`
+are the oracles for every number computed here. A document is consumed chunk by chunk into a `HybridState`
 (recurrent and conv states of the linear layers, block-wise KV cache of the attention layers), so prefill
 memory is O(chunk).
 
@@ -15,7 +16,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,13 @@ from kernels import (
 from model.memory import release_free_host_memory
 from model.sampling import INSTRUCT, Sampling, sample_next_token
 from model.state import HybridState, KVCache, LinearAttentionState
+
+if TYPE_CHECKING:
+    from model.speculative import MultiTokenPredictor
+
+# config.json model types read by `ModelArgs.from_hf`; the multimodal ones nest the text model's config.
+SUPPORTED_MODEL_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
+QWEN3_5_MULTIMODAL = ("qwen3_5", "qwen3_5_moe")
 
 
 @dataclass(frozen=True)
@@ -78,12 +86,28 @@ class ModelArgs:
 
     @classmethod
     def from_hf(cls, hf: dict[str, Any], generation_config: dict[str, Any] | None = None) -> "ModelArgs":
-        """From a config.json dict; accepts transformers 5 `rope_parameters` and older `rope_scaling`."""
-        if hf.get("model_type") != "qwen3_next":
-            raise ValueError(f"expected model_type 'qwen3_next', got {hf.get('model_type')!r}")
+        """From a config.json dict; accepts transformers 5 `rope_parameters` and older `rope_scaling`.
+
+        Qwen3.5 checkpoints are vision-language models whose text model is this one: their `text_config` is
+        read (the vision tower is not loaded). Qwen3.5 dense models have no experts; Qwen3.5 MoE models make
+        every layer sparse. Their multimodal RoPE equals plain RoPE for text, whose three position axes agree.
+        """
+        model_type = hf.get("model_type")
+        if model_type in QWEN3_5_MULTIMODAL:
+            eos = hf.get("eos_token_id")
+            hf = {**hf["text_config"], **({"eos_token_id": eos} if eos is not None else {})}
+            model_type = hf.get("model_type")
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(
+                f"unsupported model_type {model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+            )
         names = {f.name for f in cls.__dataclass_fields__.values()}
         args: dict[str, Any] = {k: v for k, v in hf.items() if k in names and v is not None}
         args.pop("eos_token_ids", None)
+        if model_type == "qwen3_5_text":
+            args["num_experts"] = 0
+        elif model_type == "qwen3_5_moe_text":
+            args["decoder_sparse_step"], args["mlp_only_layers"] = 1, ()
         rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
         for key in ("rope_theta", "partial_rotary_factor"):
             if key in rope:
@@ -235,6 +259,11 @@ class GatedRMSNorm(nn.Module):
         return (self.weight * normed * F.silu(gate.float())).to(x.dtype)
 
 
+# Decoding (and verifying a few drafted tokens) attends with at most this many query rows per KV head: then
+# one softmax over the scores of every cached token is cheaper than a flash call and a merge per block.
+FEW_QUERY_ROWS = 16
+
+
 def streaming_attention(
     q: Tensor, k: Tensor, v: Tensor, past: Iterable[tuple[Tensor, Tensor]], scale: float
 ) -> Tensor:
@@ -246,6 +275,8 @@ def streaming_attention(
     """
     B, H, T, Dh = q.shape
     group = H // k.shape[1]
+    if group * T <= FEW_QUERY_ROWS:
+        return attend_few_queries(q, k, v, past, scale)
     out, lse = attention_with_lse(
         q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), scale, causal=True
     )
@@ -258,6 +289,26 @@ def streaming_attention(
         out = out * (lse - merged).exp()[..., None] + block_out * (block_lse - merged).exp()[..., None]
         lse = merged
     return out.to(q.dtype)
+
+
+def attend_few_queries(
+    q: Tensor, k: Tensor, v: Tensor, past: Iterable[tuple[Tensor, Tensor]], scale: float
+) -> Tensor:
+    """`streaming_attention` for a few new tokens: one exact softmax over all cached and new keys.
+
+    Per block only two small matmuls run (scores, then probabilities × values), so the cost per cached token
+    is the arithmetic itself. Scores take O(H × T × total length) memory: small while T is.
+    """
+    B, H, T, Dh = q.shape
+    kv_heads = k.shape[1]
+    grouped_q = q.reshape(B, kv_heads, H // kv_heads * T, Dh).float()  # [B, KVH, G*T, Dh]
+    blocks = [*past, (k, v)]
+    scores = torch.cat([grouped_q @ keys.float().transpose(-1, -2) for keys, _ in blocks], dim=-1) * scale
+    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1).repeat(H // kv_heads, 1)
+    scores[..., -T:].masked_fill_(causal, float("-inf"))  # [B, KVH, G*T, total]
+    probabilities = scores.softmax(-1).split([keys.shape[2] for keys, _ in blocks], dim=-1)
+    out = sum(p @ values.float() for p, (_, values) in zip(probabilities, blocks, strict=True))
+    return out.reshape(B, H, T, Dh).to(q.dtype)
 
 
 class GatedAttention(nn.Module):
@@ -320,6 +371,14 @@ class GatedDeltaNet(nn.Module):
 
     def forward(self, x: Tensor, state: LinearAttentionState) -> Tensor:
         B, T, _ = x.shape
+        if state.steps is not None:  # verifying drafts: token by token, keeping the state after each
+            steps, state.steps = state.steps, None
+            out = []
+            for t in range(T):
+                out.append(self(x[:, t : t + 1], state))
+                steps.append((state.conv, state.recurrent))
+            state.steps = steps
+            return torch.cat(out, dim=1)
         qkv, z = self.in_proj_qkvz(x).split([self.conv_channels, self.value_heads * self.value_dim], dim=-1)
         b, a = self.in_proj_ba(x).chunk(2, dim=-1)  # [B, T, HV]
         if T == 1:
@@ -443,7 +502,7 @@ class HybridLM(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(args, i) for i in range(args.num_hidden_layers))
         self.norm = RMSNorm(args.hidden_size, args.rms_norm_eps)
         self.lm_head = nn.Linear(args.hidden_size, args.vocab_size, bias=False)
-        self.mtp_weights: dict[str, Tensor] = {}  # the checkpoint's multi-token-prediction head, kept unused
+        self.mtp: MultiTokenPredictor | None = None  # the checkpoint's draft head, when it has one
         # Set by `place` (from `from_pretrained`): each layer's device, and the rotary tables on each device.
         self.layer_devices: list[torch.device] = []
         self.ropes: dict[torch.device, RotaryEmbedding] = {}
@@ -508,6 +567,13 @@ class HybridLM(nn.Module):
     def forward(self, input_ids: Tensor, state: HybridState, last_only: bool = False) -> Tensor:
         """Consumes input_ids [B, T] into `state`; returns float32 logits [B, T, vocab] ([B, 1, vocab] if
         last_only). Memory is O(T): call it chunk by chunk (`prefill` does)."""
+        hidden = self.hidden_states(input_ids, state)  # [B, T, D]
+        return self.lm_head(hidden[:, -1:] if last_only else hidden).float()
+
+    @torch.inference_mode()
+    def hidden_states(self, input_ids: Tensor, state: HybridState) -> Tensor:
+        """Consumes input_ids [B, T] into `state`; returns the final-normed hidden states [B, T, D] (on the
+        last device), which lm_head and the MTP draft head read."""
         assert self.ropes, "build the model with HybridLM.from_pretrained"
         x = self.embed_tokens(input_ids)  # [B, T, D]
         ropes = {
@@ -516,9 +582,7 @@ class HybridLM(nn.Module):
         for layer, device, layer_state in zip(self.layers, self.layer_devices, state.layers, strict=True):
             x = layer(x.to(device), ropes[device], layer_state)
         state.position += input_ids.shape[1]
-        if last_only:
-            x = x[:, -1:]
-        return self.lm_head(self.norm(x)).float()
+        return self.norm(x)
 
     def prefill(
         self,
@@ -554,12 +618,32 @@ class HybridLM(nn.Module):
         stop_token_ids: Iterable[int] | None = None,
         on_token: Callable[[int], None] | None = None,
         chunk_size: int = 4096,
+        draft_tokens: int = 0,
     ) -> list[int]:
         """Continues `state` with the prompt, then samples up to max_new_tokens, stopping after a stop token
         (default: the checkpoint's EOS ids). Every sampled token, the stop token included, is fed into
         `state`, so it ends as prompt + output. Returns the new token ids; the last is a stop token unless the
-        length limit ended it. `on_token(id)` streams tokens; raising from it stops generation."""
+        length limit ended it. `on_token(id)` streams tokens; raising from it stops generation.
+
+        draft_tokens > 0: speculative decoding with the checkpoint's MTP head (`model.speculative`); the
+        output is the same, fewer forwards of the main model produce it."""
         stops = set(self.config.eos_token_ids if stop_token_ids is None else stop_token_ids)
+        if draft_tokens:
+            from model.speculative import MTPDrafter, generate_with_drafts
+
+            drafter = MTPDrafter(self)
+            return generate_with_drafts(
+                self,
+                state,
+                prompt_ids,
+                max_new_tokens,
+                sampling,
+                stops,
+                on_token,
+                chunk_size,
+                draft_tokens,
+                drafter,
+            )
         generator = sampling.generator(self.device)
         logits = self.prefill(prompt_ids, state, chunk_size=chunk_size)
         tokens: list[int] = []

@@ -25,6 +25,8 @@ FORMAT_VERSION = "1"
 class LinearAttentionState:
     conv: Tensor  # [B, C, W-1] in the model dtype: the last W-1 conv inputs
     recurrent: Tensor  # [B, HV, K, V] float32
+    # While drafted tokens are verified: (conv, recurrent) after each token of the forward, to roll back to.
+    steps: list[tuple[Tensor, Tensor]] | None = None
 
     def clone(self) -> "LinearAttentionState":
         return LinearAttentionState(self.conv.clone(), self.recurrent.clone())
@@ -74,6 +76,13 @@ class KVCache:
                 keys[:, :, :filled].to(device, dtype, non_blocking=True),
                 values[:, :, :filled].to(device, dtype, non_blocking=True),
             )
+
+    def truncate(self, length: int) -> None:
+        """Forgets every token after the first `length` (rejected drafts). Blocks kept whole are untouched:
+        only tokens appended since the last fork are ever dropped."""
+        blocks = -(-length // self.block_size)
+        del self.keys[blocks:], self.values[blocks:]
+        self.length = length
 
     def fork(self) -> "KVCache":
         """An independent cache sharing the full blocks (never written again); the partial last is copied."""
@@ -145,6 +154,25 @@ class HybridState:
             ],
             self.position,
         )
+
+    def record_steps(self) -> None:
+        """Keep the linear layers' state after each token of the next forward, so that `roll_back` can return
+        to any of them (speculative decoding verifies several drafted tokens in one forward)."""
+        for layer in self.layers:
+            if isinstance(layer, LinearAttentionState):
+                layer.steps = []
+
+    def roll_back(self, position: int) -> None:
+        """Back to `position` tokens, a point within the forward run since `record_steps`; stops recording."""
+        for layer in self.layers:
+            if isinstance(layer, KVCache):
+                layer.truncate(position)
+                continue
+            assert layer.steps is not None, "roll_back needs record_steps before the forward"
+            index = len(layer.steps) - 1 - (self.position - position)
+            assert 0 <= index < len(layer.steps), "roll_back reaches only into the recorded forward"
+            (layer.conv, layer.recurrent), layer.steps = layer.steps[index], None
+        self.position = position
 
     def nbytes(self) -> int:
         return sum(

@@ -89,24 +89,51 @@ def save_test_tokenizer(directory: str | Path, vocab_size: int = 1024) -> Any:
     return tokenizer
 
 
-def make_random_checkpoint(
-    directory: str | Path, seed: int = 0, max_shard_size: str | None = None, **config_overrides: Any
-) -> Path:
-    """Writes a tiny random `qwen3_next` checkpoint plus tokenizer to `directory` and returns its path.
+# TINY_CONFIG's expert fields, which a dense Qwen3.5 config does not take.
+MOE_FIELDS = (
+    "num_experts",
+    "num_experts_per_tok",
+    "moe_intermediate_size",
+    "shared_expert_intermediate_size",
+)
 
-    `config_overrides` are Qwen3NextConfig fields (e.g. num_hidden_layers=8, layer_types=[...],
-    rope_parameters={...}); the vocabulary always matches the tokenizer. `max_shard_size` (e.g. "50KB")
-    writes sharded safetensors with an index.
+
+def causal_lm_class(model_type: str) -> tuple[type, type]:
+    """transformers' (config class, causal LM class) for a text model type this project reads."""
+    import transformers
+
+    names = {
+        "qwen3_next": ("Qwen3NextConfig", "Qwen3NextForCausalLM"),
+        "qwen3_5_text": ("Qwen3_5TextConfig", "Qwen3_5ForCausalLM"),
+        "qwen3_5_moe_text": ("Qwen3_5MoeTextConfig", "Qwen3_5MoeForCausalLM"),
+    }[model_type]
+    return getattr(transformers, names[0]), getattr(transformers, names[1])
+
+
+def make_random_checkpoint(
+    directory: str | Path,
+    seed: int = 0,
+    max_shard_size: str | None = None,
+    model_type: str = "qwen3_next",
+    **config_overrides: Any,
+) -> Path:
+    """Writes a tiny random checkpoint plus tokenizer to `directory` and returns its path.
+
+    `model_type`: qwen3_next, qwen3_5_text (dense) or qwen3_5_moe_text. `config_overrides` are fields of its
+    transformers config (e.g. num_hidden_layers=8, layer_types=[...], rope_parameters={...}); the vocabulary
+    always matches the tokenizer. `max_shard_size` (e.g. "50KB") writes sharded safetensors with an index.
     """
-    from transformers import GenerationConfig, Qwen3NextConfig, Qwen3NextForCausalLM
+    from transformers import GenerationConfig
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = save_test_tokenizer(directory)
     im_end, pad = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
-    config = Qwen3NextConfig(
+    config_class, model_class = causal_lm_class(model_type)
+    tiny = {k: v for k, v in TINY_CONFIG.items() if model_type != "qwen3_5_text" or k not in MOE_FIELDS}
+    config = config_class(
         **{
-            **TINY_CONFIG,
+            **tiny,
             "vocab_size": len(tokenizer),
             "eos_token_id": im_end,
             "pad_token_id": pad,
@@ -114,7 +141,7 @@ def make_random_checkpoint(
         }
     )
     torch.manual_seed(seed)
-    model = Qwen3NextForCausalLM(config)
+    model = model_class(config)
     with torch.no_grad():  # init leaves norm weights and dt_bias constant: make every parameter count
         for parameter in model.parameters():
             if parameter.ndim == 1:
@@ -150,3 +177,48 @@ def random_model(
                 parameter.fill_(1.0 if name.endswith(("linear_attn.norm.weight", "dt_bias")) else 0.0)
     lm.place([device] * args.num_hidden_layers)
     return lm.eval().requires_grad_(False)
+
+
+def add_mtp_head(directory: str | Path, seed: int = 0) -> None:
+    """Adds a random multi-token-prediction head (`mtp.*`, named as published checkpoints name it, experts one
+    by one) to the checkpoint in `directory`, as a shard of its own; transformers ignores it."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from model.qwen3_next import ModelArgs
+    from model.speculative import MultiTokenPredictor
+
+    directory = Path(directory)
+    torch.manual_seed(seed)
+    head = MultiTokenPredictor(ModelArgs.from_dir(directory))
+    tensors: dict[str, torch.Tensor] = {}
+    for name, parameter in head.state_dict().items():
+        # Norm weights are zero-centred: small offsets from 0 (or 1 for plain norms) keep every one in play.
+        value = torch.randn_like(parameter) * (0.3 if parameter.ndim == 1 else 0.1)
+        if name.endswith("mlp.gate_up_proj"):
+            gate, up = value.chunk(2, dim=1)
+            for expert in range(value.shape[0]):
+                prefix = f"mtp.{name.removesuffix('gate_up_proj')}experts.{expert}"
+                tensors[f"{prefix}.gate_proj.weight"], tensors[f"{prefix}.up_proj.weight"] = (
+                    gate[expert],
+                    up[expert],
+                )
+        elif name.endswith("mlp.down_proj") and value.ndim == 3:
+            for expert in range(value.shape[0]):
+                tensors[f"mtp.{name.removesuffix('down_proj')}experts.{expert}.down_proj.weight"] = value[
+                    expert
+                ]
+        else:
+            tensors[f"mtp.{name}"] = value
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(directory / "mtp.safetensors"))
+    index_path = directory / "model.safetensors.index.json"
+    if index_path.exists():
+        index = json.loads(index_path.read_text())
+    else:  # a single-file checkpoint becomes a sharded one
+        from safetensors import safe_open
+
+        with safe_open(str(directory / "model.safetensors"), framework="pt") as f:
+            index = {"metadata": {}, "weight_map": dict.fromkeys(f.keys(), "model.safetensors")}
+    index["weight_map"].update(dict.fromkeys(tensors, "mtp.safetensors"))
+    index_path.write_text(json.dumps(index, indent=2))

@@ -2,6 +2,8 @@
 
 Each measurement runs in a fresh subprocess so that its RSS high-water mark (VmHWM) is its own. Rows:
 - ours: `HybridLM.prefill` in chunks (bounded working memory), then greedy decode;
+- ours + MTP: the same, decoding with speculative drafts from the checkpoint's MTP head (random here, so
+  its drafts are rarely accepted: the row shows the cost of verifying them and the acceptance rate);
 - transformers, chunked: its model fed the same chunks with a DynamicCache (`logits_to_keep=1`), then decode;
 - transformers, single forward: the whole document in one call.
 Tokens: the King James Bible (Debian's `bible-kjv`: `apt-get install bible-kjv`; 2.09M tokens through the
@@ -45,9 +47,11 @@ BENCH_CONFIG = {
     "shared_expert_intermediate_size": 128,
 }
 CHUNK = 4096
-DECODE_TOKENS = 16
+DECODE_TOKENS = 32
+MTP_DRAFT_TOKENS = 2
 IMPLEMENTATIONS = {
     "ours": "HybridLM (chunked)",
+    "ours_mtp": f"HybridLM + MTP (k={MTP_DRAFT_TOKENS})",
     "hf_chunked": "transformers chunked",
     "hf_single": "transformers single",
 }
@@ -63,6 +67,7 @@ class Measurement:
     peak_rss_mib: float | None = None
     loaded_rss_mib: float | None = None
     state_mib: float | None = None
+    draft_acceptance: float | None = None
     note: str = ""
 
 
@@ -85,9 +90,10 @@ def kjv_text() -> str:
 def prepare(workdir: Path, max_length: int) -> tuple[Path, dict[str, Path]]:
     from transformers import AutoTokenizer
 
-    from model.testing import make_random_checkpoint
+    from model.testing import add_mtp_head, make_random_checkpoint
 
     checkpoint = make_random_checkpoint(workdir / "checkpoint", **BENCH_CONFIG)
+    add_mtp_head(checkpoint)
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))
     text_ids = torch.tensor(tokenizer.encode(kjv_text(), add_special_tokens=False), dtype=torch.long)
     repeats = -(-max_length // text_ids.numel())
@@ -107,7 +113,7 @@ def worker(implementation: str, checkpoint: str, tokens: str, length: int, threa
     """Runs one measurement in this (fresh) process and returns its figures."""
     torch.set_num_threads(threads)
     ids = torch.load(tokens)[:length]
-    if implementation == "ours":
+    if implementation in ("ours", "ours_mtp"):
         from model import GREEDY, HybridLM
 
         lm = HybridLM.from_pretrained(checkpoint)
@@ -118,14 +124,17 @@ def worker(implementation: str, checkpoint: str, tokens: str, length: int, threa
         prefill_s = time.perf_counter() - start
         state_mib = state.nbytes() / 2**20
         start = time.perf_counter()
-        lm.generate(state, ids[-1:], max_new_tokens=DECODE_TOKENS, sampling=GREEDY, stop_token_ids=[])
+        drafts = MTP_DRAFT_TOKENS if implementation == "ours_mtp" else 0
+        lm.generate(state, ids[-1:], DECODE_TOKENS, sampling=GREEDY, stop_token_ids=[], draft_tokens=drafts)
         decode_s = time.perf_counter() - start
+        assert lm.mtp is not None
         return {
             "prefill_tokens_per_s": length / prefill_s,
             "decode_tokens_per_s": DECODE_TOKENS / decode_s,
             "peak_rss_mib": rss_high_water_mib(),
             "loaded_rss_mib": loaded,
             "state_mib": state_mib,
+            "draft_acceptance": lm.mtp.accepted / lm.mtp.drafted if drafts else None,
         }
     from transformers import DynamicCache, Qwen3NextForCausalLM
 
@@ -194,8 +203,8 @@ def write_table(results: list[Measurement], path: Path, header: str) -> None:
         header,
         "",
         "| implementation | tokens | length | prefill tok/s | decode tok/s | peak RSS MiB "
-        "| peak − loaded MiB | state MiB | note |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| peak − loaded MiB | state MiB | drafts accepted | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         above = None if r.peak_rss_mib is None else r.peak_rss_mib - r.loaded_rss_mib
@@ -203,7 +212,7 @@ def write_table(results: list[Measurement], path: Path, header: str) -> None:
             f"| {IMPLEMENTATIONS[r.implementation]} | {r.source} | {r.length:,} "
             f"| {cell(r.prefill_tokens_per_s)} | {cell(r.decode_tokens_per_s, '{:,.1f}')} "
             f"| {cell(r.peak_rss_mib)} | {cell(above)} "
-            f"| {cell(r.state_mib)} | {r.note} |"
+            f"| {cell(r.state_mib)} | {cell(r.draft_acceptance, '{:.0%}')} | {r.note} |"
         )
     lines.append("")
     for ours in (r for r in results if r.implementation == "ours" and r.prefill_tokens_per_s):
@@ -217,9 +226,10 @@ def write_table(results: list[Measurement], path: Path, header: str) -> None:
         )
         if baseline is not None and baseline.prefill_tokens_per_s:
             speedup = ours.prefill_tokens_per_s / baseline.prefill_tokens_per_s
+            decode = (ours.decode_tokens_per_s or 0) / (baseline.decode_tokens_per_s or float("inf"))
             lines.append(
                 f"- {ours.length:,} tokens ({ours.source}): HybridLM prefill {speedup:.2f}x "
-                f"transformers chunked; "
+                f"and decode {decode:.2f}x transformers chunked; "
                 f"working memory {ours.peak_rss_mib - ours.loaded_rss_mib:,.0f} MiB vs "
                 f"{baseline.peak_rss_mib - baseline.loaded_rss_mib:,.0f} MiB."
             )
@@ -271,6 +281,7 @@ def main() -> None:
     )
     parser.add_argument("--lengths", default="16384,65536,262144,1048576")
     parser.add_argument("--ours-max", type=int, default=1048576, help="longest document for HybridLM")
+    parser.add_argument("--mtp-max", type=int, default=65536, help="longest document for HybridLM + MTP")
     parser.add_argument("--hf-chunked-max", type=int, default=65536)
     parser.add_argument("--hf-single-max", type=int, default=16384)
     parser.add_argument("--random-max", type=int, default=16384, help="longest random-id document")
@@ -280,9 +291,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     lengths = [int(n) for n in args.lengths.split(",")]
-    limits = {"ours": args.ours_max, "hf_chunked": args.hf_chunked_max, "hf_single": args.hf_single_max}
+    limits = {
+        "ours": args.ours_max,
+        "ours_mtp": args.mtp_max,
+        "hf_chunked": args.hf_chunked_max,
+        "hf_single": args.hf_single_max,
+    }
     if args.ours_only:
-        limits = {"ours": args.ours_max}
+        limits = {"ours": args.ours_max, "ours_mtp": args.mtp_max}
     threads = args.threads
     started = time.time()
     results: list[Measurement] = []

@@ -91,7 +91,9 @@ def get_engine() -> Engine:
     from docproc.engine.hybrid import HybridEngine, is_hybrid_checkpoint
 
     if is_hybrid_checkpoint(path):
-        return HybridEngine(path, name=name, device=settings.devices or settings.device)
+        return HybridEngine(
+            path, name=name, device=settings.devices or settings.device, draft_tokens=settings.draft_tokens
+        )
     from docproc.engine.transformers_engine import TransformersEngine
 
     return TransformersEngine(path, name=name, device=settings.device)

@@ -18,6 +18,9 @@ from transformers import AutoTokenizer
 from docproc.engine.base import Engine, Generation, stopping_between_layers
 from model import INSTRUCT, THINKING, HybridLM, HybridState, Sampling
 from model.chat import THINK_END, build_prompt, split_thinking
+from model.qwen3_next import QWEN3_5_MULTIMODAL, SUPPORTED_MODEL_TYPES
+
+HYBRID_MODEL_TYPES = SUPPORTED_MODEL_TYPES + QWEN3_5_MULTIMODAL
 
 DOCUMENT_SLOT = "\x00DOCUMENT\x00"
 
@@ -25,11 +28,15 @@ DOCUMENT_SLOT = "\x00DOCUMENT\x00"
 class HybridEngine(Engine):
     streams_documents = True
 
-    def __init__(self, path: Path, *, name: str, device: str | list[str] = "cpu") -> None:
+    def __init__(
+        self, path: Path, *, name: str, device: str | list[str] = "cpu", draft_tokens: int = 0
+    ) -> None:
         """`device`: one device, or several to spread the layers over (DOCPROC_DEVICES)."""
         on_cpu = all(d == "cpu" for d in ([device] if isinstance(device, str) else device))
         dtype = torch.float32 if on_cpu else torch.bfloat16
         self.model = HybridLM.from_pretrained(path, device=device, dtype=dtype)
+        # Speculative decoding needs the checkpoint's MTP head; without one, plain decoding.
+        self.draft_tokens = draft_tokens if self.model.mtp is not None else 0
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.name = name
         self.context_tokens = self.model.config.max_position_embeddings
@@ -118,7 +125,10 @@ class HybridEngine(Engine):
         stop: threading.Event | None,
     ) -> Generation:
         with stopping_between_layers(self.model.layers, stop):
-            new_ids = self.model.generate(state, prompt, max_new_tokens, sampling or self.default_sampling)
+            sampling = sampling or self.default_sampling
+            new_ids = self.model.generate(
+                state, prompt, max_new_tokens, sampling, draft_tokens=self.draft_tokens
+            )
         thinking, answer = split_thinking(self.tokenizer.decode(new_ids, skip_special_tokens=True))
         return Generation(answer, thinking or None, len(prompt), len(new_ids))
 
@@ -131,4 +141,4 @@ def _weights_stamp(path: Path) -> str:
 
 def is_hybrid_checkpoint(path: Path) -> bool:
     config = path / "config.json"
-    return config.is_file() and json.loads(config.read_text()).get("model_type") == "qwen3_next"
+    return config.is_file() and json.loads(config.read_text()).get("model_type") in HYBRID_MODEL_TYPES

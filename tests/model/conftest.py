@@ -26,9 +26,10 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 
 
 def reference_model(path: Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    from transformers import Qwen3NextForCausalLM
+    """transformers' own causal LM for the checkpoint's model type (Qwen3-Next, Qwen3.5, Qwen3.5 MoE)."""
+    from transformers import AutoModelForCausalLM
 
-    return Qwen3NextForCausalLM.from_pretrained(str(path), dtype=dtype).eval()
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).eval()
 
 
 def assert_logits_close(ours: torch.Tensor, reference: torch.Tensor, relative: float = 1e-4) -> None:

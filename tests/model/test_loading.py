@@ -4,10 +4,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from model import HybridLM
-from model.testing import make_random_checkpoint
+from model.testing import add_mtp_head, make_random_checkpoint
 from tests.model.conftest import assert_logits_close, reference_model
 
 
@@ -15,11 +15,11 @@ def test_sharded_checkpoint_with_mtp_weights_loads_and_matches(tmp_path: Path) -
     path = make_random_checkpoint(tmp_path, max_shard_size="60KB")
     shards = sorted(path.glob("model-*.safetensors"))
     assert len(shards) > 2 and (path / "model.safetensors.index.json").exists()
-    # Real Qwen3-Next checkpoints carry an MTP head; add one tensor to a shard (transformers ignores mtp.*).
-    extra = load_file(shards[0]) | {"mtp.fc.weight": torch.arange(6.0).view(2, 3)}
-    save_file(extra, shards[0], metadata={"format": "pt"})
+    # Real Qwen3-Next checkpoints carry an MTP head in its own shard (transformers ignores mtp.*).
+    add_mtp_head(path)
     lm = HybridLM.from_pretrained(path)
-    torch.testing.assert_close(lm.mtp_weights["mtp.fc.weight"], torch.arange(6.0).view(2, 3))
+    assert lm.mtp is not None
+    torch.testing.assert_close(lm.mtp.fc.weight, load_file(path / "mtp.safetensors")["mtp.fc.weight"])
     ids = torch.randint(0, lm.config.vocab_size, (1, 60), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = reference_model(path)(ids).logits

@@ -1,15 +1,18 @@
 """Parity of HybridLM with transformers' Qwen3NextForCausalLM (the oracle) on tiny random checkpoints."""
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from model import GREEDY, HybridLM
 from model.qwen3_next import (
     ModelArgs,
+    attend_few_queries,
     rope_inverse_frequencies,
     streaming_attention,
 )
@@ -44,6 +47,12 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "num_attention_heads": 6,
         "num_key_value_heads": 3,
     },
+    # Qwen3.5 text models: separate linear-attention projections; dense MLPs, or experts in every layer.
+    "qwen3_5_dense": {
+        "model_type": "qwen3_5_text",
+        "layer_types": ["linear_attention", "full_attention"] * 2,
+    },
+    "qwen3_5_moe": {"model_type": "qwen3_5_moe_text", "num_key_value_heads": 1, "num_experts_per_tok": 3},
     # YaRN with a short original context, so positions of the test already lie beyond it.
     "yarn": {
         "rope_parameters": {
@@ -158,3 +167,57 @@ def test_streaming_attention_equals_full_causal_attention() -> None:
         q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), attn_mask=mask
     )
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_qwen3_5_vision_language_layout_loads_its_text_model(
+    checkpoint: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Published Qwen3.5 checkpoints are vision-language models: the text config is nested under
+    `text_config` and the text weights live under `model.language_model.` beside a vision tower."""
+    from safetensors.torch import load_file, save_file
+
+    text = checkpoint(**CONFIGS["qwen3_5_moe"])
+    for file in text.iterdir():
+        if file.name not in ("config.json", "model.safetensors"):
+            (tmp_path / file.name).write_bytes(file.read_bytes())
+    text_config = json.loads((text / "config.json").read_text())
+    config = {"model_type": "qwen3_5_moe", "text_config": text_config, "vision_config": {"depth": 1}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    tensors = {
+        name.replace("model.", "model.language_model.", 1): tensor
+        for name, tensor in load_file(text / "model.safetensors").items()
+    }
+    tensors["model.visual.patch_embed.proj.weight"] = torch.zeros(4, 3)
+    save_file(tensors, tmp_path / "model.safetensors")
+
+    nested, flat = HybridLM.from_pretrained(tmp_path), HybridLM.from_pretrained(text)
+    assert nested.config == flat.config and nested.config.num_experts == text_config["num_experts"]
+    ids = random_ids(31, flat.config.vocab_size)
+    torch.testing.assert_close(nested(ids, nested.new_state()), flat(ids, flat.new_state()), rtol=0, atol=0)
+
+
+def test_unsupported_model_type_is_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported model_type 'llama'"):
+        ModelArgs.from_hf({"model_type": "llama"})
+
+
+@pytest.mark.parametrize("new_len", [1, 3])
+def test_few_query_attention_equals_causal_attention(new_len: int) -> None:
+    """Decode and draft verification (few new tokens) take the one-softmax path."""
+    generator = torch.Generator().manual_seed(1)
+    past_len, heads, kv_heads, dim = 75, 4, 2, 8
+    q = torch.randn(1, heads, new_len, dim, generator=generator)
+    k, v = (torch.randn(1, kv_heads, past_len + new_len, dim, generator=generator) for _ in range(2))
+    blocks = [
+        (k[:, :, s : min(s + 32, past_len)], v[:, :, s : min(s + 32, past_len)]) for s in range(0, 75, 32)
+    ]
+    new_k, new_v = k[:, :, past_len:], v[:, :, past_len:]
+    few = attend_few_queries(q, new_k, new_v, blocks, dim**-0.5)
+    group = heads // kv_heads
+    mask = torch.ones(new_len, past_len + new_len, dtype=torch.bool).tril(past_len)
+    expected = F.scaled_dot_product_attention(
+        q, k.repeat_interleave(group, 1), v.repeat_interleave(group, 1), attn_mask=mask, scale=dim**-0.5
+    )
+    torch.testing.assert_close(few, expected, rtol=1e-5, atol=1e-5)
+    dispatched = streaming_attention(q, new_k, new_v, blocks, dim**-0.5)
+    torch.testing.assert_close(dispatched, expected, rtol=1e-5, atol=1e-5)
