@@ -1,6 +1,6 @@
 """The model on CUDA (skipped elsewhere; bench/gpu/run.sh runs these on a GPU machine): parity with
 transformers in float32 and bfloat16 through the Triton kernels, FP8 parity, a layer split between the GPU and
-the host, and attention over a 4096-token block without a score matrix."""
+the host, attention over a 4096-token block without a score matrix, Qwen3.5 parity and MTP drafts."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from kernels import attention_with_lse
-from model import HybridLM
+from model import GREEDY, HybridLM
 from model.fp8 import dequantize_checkpoint, quantize_checkpoint
+from model.testing import add_mtp_head
 from tests.model.conftest import assert_logits_close, reference_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -81,3 +82,27 @@ def test_a_4096_chunk_over_a_4096_block_never_holds_its_scores() -> None:
     extra = torch.cuda.max_memory_allocated() - before
     scores = 16 * 4096 * 4096 * 4  # the [heads × 4096 × 4096] float32 matrix: 1 GiB
     assert extra <= out.nbytes + lse.nbytes + 2**20 < scores / 16
+
+
+def test_qwen3_5_moe_on_cuda_matches_transformers(checkpoint: Callable[..., Path]) -> None:
+    import transformers
+
+    if not hasattr(transformers, "Qwen3_5MoeForCausalLM"):
+        pytest.skip(f"transformers {transformers.__version__} has no Qwen3.5")
+    path = checkpoint(model_type="qwen3_5_moe_text")
+    lm = HybridLM.from_pretrained(path, device="cuda")
+    ids = random_ids(lm)
+    with torch.no_grad():
+        expected = reference_model(path)(ids).logits
+    assert_logits_close(chunked_logits(lm, ids), expected, relative=1e-3)
+
+
+def test_mtp_drafts_give_the_same_tokens_on_cuda(checkpoint: Callable[..., Path]) -> None:
+    path = checkpoint(num_hidden_layers=8)
+    if not (path / "mtp.safetensors").exists():
+        add_mtp_head(path)
+    lm = HybridLM.from_pretrained(path, device="cuda")
+    prompt = random_ids(lm)[0, :40]
+    plain = lm.generate(lm.new_state(block_size=16), prompt, 32, GREEDY, stop_token_ids=[])
+    drafted = lm.generate(lm.new_state(block_size=16), prompt, 32, GREEDY, stop_token_ids=[], draft_tokens=3)
+    assert drafted == plain
