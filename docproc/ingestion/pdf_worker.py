@@ -5,7 +5,8 @@ instead of reading order (right-to-left scripts), and reads whole documents pdfi
 talk to the parent with messages on a pipe:
     ("plan", page_count, [(start, stop), ...], max_form_draws)  the lead child only, first: who reads which
                                                 pages, and the form draw limit (None: no forms to count)
-    ("pages", start, [text, ...])               a child's pages, its last message
+    ("pages", start, [(text, source), ...])     a child's pages and how each was read (text_layer or ocr),
+                                                its last message
     ("error", IngestionError)                   why a child stopped, its last message
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 import pypdf
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
+from PIL import Image
 
 from .errors import (
     DecompressionBombError,
@@ -40,6 +42,7 @@ from .errors import (
     WrongPasswordError,
 )
 from .normalize import normalize_text
+from .ocr import OCR_DPI, OcrMode, recognize
 
 # A stream inflating past this size at a ratio above the next is a bomb even within the document's budget:
 # text-bearing streams are far smaller, and big real images do not compress 100:1.
@@ -76,6 +79,8 @@ _HEX_STRING = re.compile(rb"<[0-9A-Fa-f\s]*>")
 _NOT_FORM_SUBTYPE = re.compile(rb"/Subtype\s*+/(?!Form(?![^\s/\[\]()<>{}%]))")
 
 Send = Callable[[tuple[Any, ...]], None]
+# A page's text and how it was obtained.
+PageText = tuple[str, str]
 
 
 def child_main(
@@ -120,7 +125,7 @@ def _die_with_caller(connection: Connection) -> None:
 
 def out_of_memory_error(memory_bytes: int) -> ResourceLimitError:
     return ResourceLimitError(
-        f"Reading the PDF needed more than the {memory_bytes >> 20} MiB of memory allowed; "
+        f"Reading the file needed more than the {memory_bytes >> 20} MiB of memory allowed; "
         "the file may be a decompression bomb."
     )
 
@@ -134,6 +139,8 @@ def lead_job(
     workers: int,
     max_inflated_bytes: int,
     max_form_draws: int | None,
+    ocr: OcrMode,
+    max_pixels: int,
 ) -> None:
     """Check the file, open it, plan who reads which pages, and read the first share."""
     if not check_structure(path.read_bytes(), max_inflated_bytes):
@@ -150,7 +157,8 @@ def lead_job(
     ranges = split_pages(page_count, workers)
     send(("plan", page_count, ranges, max_form_draws))
     start, stop = ranges[0]
-    send(("pages", start, read_pages(document, path, password, start, stop, max_chars, max_form_draws)))
+    pages = read_pages(document, path, password, start, stop, max_chars, max_form_draws, ocr, max_pixels)
+    send(("pages", start, pages))
 
 
 def range_job(
@@ -161,10 +169,13 @@ def range_job(
     stop: int,
     max_chars: int,
     max_form_draws: int | None,
+    ocr: OcrMode,
+    max_pixels: int,
 ) -> None:
     """Read pages [start, stop) of a document the lead child has already checked."""
     document = open_with_pdfium(path, password)
-    send(("pages", start, read_pages(document, path, password, start, stop, max_chars, max_form_draws)))
+    pages = read_pages(document, path, password, start, stop, max_chars, max_form_draws, ocr, max_pixels)
+    send(("pages", start, pages))
 
 
 def split_pages(page_count: int, workers: int) -> list[tuple[int, int]]:
@@ -287,34 +298,48 @@ def read_pages(
     stop: int,
     max_chars: int,
     max_form_draws: int | None,
-) -> list[str]:
-    """Normalised text of pages [start, stop), pdfium first, pypdf where pdfium's text is doubtful. Form
-    draws are counted unless `max_form_draws` is None."""
+    ocr: OcrMode,
+    max_pixels: int,
+) -> list[PageText]:
+    """Normalised text of pages [start, stop), pdfium first, pypdf where pdfium's text is doubtful, OCR of
+    the rendered page where `ocr` says. Form draws are counted unless `max_form_draws` is None."""
     second_opinion = _PypdfPages(path, password)
     form_draws = None if max_form_draws is None else _FormDraws(second_opinion, max_form_draws)
 
-    def page_texts() -> Iterator[str]:
+    def page_texts() -> Iterator[PageText]:
         for index in range(start, stop):
             if form_draws is not None:
                 form_draws.check(index)  # pdfium parses every drawn form as it loads the page
             page = document[index]
-            text_page = page.get_textpage()
-            text = text_page.get_text_range()
-            text_page.close()
-            page.close()
+            try:
+                text_page = page.get_textpage()
+                text = text_page.get_text_range()
+                text_page.close()
+                if ocr is OcrMode.force or (ocr is OcrMode.auto and not text.strip()):
+                    yield recognize(render(page, max_pixels)), "ocr"
+                    continue
+            finally:
+                page.close()
             if _is_doubtful(text):
                 text = _better_of(text, second_opinion.text(index))
-            yield normalize_text(text, from_pdf=True)
+            yield normalize_text(text, from_pdf=True), "text_layer"
 
     return _within_limit(page_texts(), max_chars)
 
 
-def _within_limit(texts: Iterable[str], max_chars: int) -> list[str]:
+def render(page: pdfium.PdfPage, max_pixels: int) -> Image.Image:
+    """The page as an image at OCR_DPI, or smaller if that would pass `max_pixels` (a page can be huge)."""
+    width, height = page.get_size()  # points: 1/72 inch
+    scale = min(OCR_DPI / 72, (max_pixels / max(1.0, width * height)) ** 0.5)
+    return page.render(scale=scale).to_pil()
+
+
+def _within_limit(texts: Iterable[PageText], max_chars: int) -> list[PageText]:
     """All of `texts`, stopping as soon as together they pass max_chars."""
-    kept: list[str] = []
+    kept: list[PageText] = []
     total_chars = 0
     for text in texts:
-        total_chars += len(text)
+        total_chars += len(text[0])
         if total_chars > max_chars:
             raise TextTooLongError.over(max_chars)
         kept.append(text)
@@ -454,13 +479,14 @@ def _open_with_pypdf(path: Path, password: str | None) -> pypdf.PdfReader:
 
 def read_with_pypdf(
     path: Path, password: str | None, max_pages: int, max_chars: int, pdfium_error: MalformedPdfError
-) -> list[str]:
+) -> list[PageText]:
     """Whole-document fallback for files pdfium cannot open; pdfium's complaint if pypdf cannot either."""
     try:
         reader = _open_with_pypdf(path, password)
         check_page_count(len(reader.pages), max_pages)
         return _within_limit(
-            (normalize_text(page.extract_text(), from_pdf=True) for page in reader.pages), max_chars
+            ((normalize_text(page.extract_text(), from_pdf=True), "text_layer") for page in reader.pages),
+            max_chars,
         )
     except IngestionError:
         raise

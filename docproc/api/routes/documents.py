@@ -14,6 +14,7 @@ from docproc.api.schemas import (
     PagesLimit,
     error_responses,
 )
+from docproc.ingestion import OcrMode
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=error_responses(401, 422))
 
@@ -31,11 +32,15 @@ def upload_document(
     owner: OwnerDep,
     response: Response,
     password: Annotated[str | None, Form()] = None,
+    ocr: Annotated[
+        OcrMode,
+        Form(description="OCR pages without a text layer (auto), every page (force) or none (off)."),
+    ] = OcrMode.auto,
 ) -> DocumentOut:
     filename = file.filename or "upload"
     if "\x00" in filename:  # PostgreSQL cannot store it
         raise service.ServiceError(422, "invalid_filename", "The file name must not contain NUL characters.")
-    document, created = service.add_document(session, owner, filename, file.file, password)
+    document, created = service.add_document(session, owner, filename, file.file, password, ocr)
     if not created:
         response.status_code = status.HTTP_200_OK
     return DocumentOut.of(document)
