@@ -78,6 +78,9 @@ _HEX_STRING = re.compile(rb"<[0-9A-Fa-f\s]*>")
 # /Subtype with a direct name value other than /Form (a reference could point at /Form).
 _NOT_FORM_SUBTYPE = re.compile(rb"/Subtype\s*+/(?!Form(?![^\s/\[\]()<>{}%]))")
 
+# Forms nested deeper than this are not searched for images (pdfium's own nesting limit is lower).
+_MAX_FORM_DEPTH = 16
+
 Send = Callable[[tuple[Any, ...]], None]
 # A page's text and how it was obtained.
 PageText = tuple[str, str]
@@ -315,7 +318,7 @@ def read_pages(
                 text_page = page.get_textpage()
                 text = text_page.get_text_range()
                 text_page.close()
-                if ocr is OcrMode.force or (ocr is OcrMode.auto and not text.strip()):
+                if ocr is OcrMode.force or (ocr is OcrMode.auto and not text.strip() and _has_image(page)):
                     yield recognize(render(page, max_pixels)), "ocr"
                     continue
             finally:
@@ -325,6 +328,12 @@ def read_pages(
             yield normalize_text(text, from_pdf=True), "text_layer"
 
     return _within_limit(page_texts(), max_chars)
+
+
+def _has_image(page: pdfium.PdfPage) -> bool:
+    """Whether the page draws an image, in forms too: a page without text or images is blank, not a scan."""
+    images = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=_MAX_FORM_DEPTH)
+    return next(images, None) is not None
 
 
 def render(page: pdfium.PdfPage, max_pixels: int) -> Image.Image:
