@@ -28,6 +28,7 @@ from .errors import (
     TextTooLongError,
     TooManyPagesError,
 )
+from .markdown import markdown_table
 from .normalize import normalize_text
 from .pdf_worker import Send
 from .sniff import DOCX, EPUB, PPTX
@@ -79,17 +80,6 @@ def check_archive(path: Path, max_inflated_bytes: int) -> None:
             f"The archive's files inflate to {inflated:,} bytes, over the {max_inflated_bytes >> 20:,} MiB "
             "accepted (a zip bomb, or a document too big to read); it was not processed."
         )
-
-
-def markdown_table(rows: list[list[str]]) -> str:
-    """Rows of cell texts as a Markdown table, the first row its header."""
-    width = max(map(len, rows))
-    cells = [
-        [" ".join(cell.split()).replace("|", "\\|") for cell in row] + [""] * (width - len(row))
-        for row in rows
-    ]
-    lines = [cells[0], ["---"] * width, *cells[1:]]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
 def docx_parts(path: Path) -> list[str]:

@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import pdfplumber
 import pypdf
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -41,6 +42,7 @@ from .errors import (
     TruncatedPdfError,
     WrongPasswordError,
 )
+from .markdown import markdown_table
 from .normalize import normalize_text
 from .ocr import OCR_DPI, OcrMode, recognize
 
@@ -80,6 +82,8 @@ _NOT_FORM_SUBTYPE = re.compile(rb"/Subtype\s*+/(?!Form(?![^\s/\[\]()<>{}%]))")
 
 # Forms nested deeper than this are not searched for images (pdfium's own nesting limit is lower).
 _MAX_FORM_DEPTH = 16
+# Path objects a page needs before its tables are looked for: a ruled table has at least a few lines.
+_MIN_RULING_PATHS = 4
 
 Send = Callable[[tuple[Any, ...]], None]
 # A page's text and how it was obtained.
@@ -308,6 +312,7 @@ def read_pages(
     the rendered page where `ocr` says. Form draws are counted unless `max_form_draws` is None."""
     second_opinion = _PypdfPages(path, password)
     form_draws = None if max_form_draws is None else _FormDraws(second_opinion, max_form_draws)
+    tables = _Tables(path, password)
 
     def page_texts() -> Iterator[PageText]:
         for index in range(start, stop):
@@ -321,13 +326,66 @@ def read_pages(
                 if ocr is OcrMode.force or (ocr is OcrMode.auto and not text.strip() and _has_image(page)):
                     yield recognize(render(page, max_pixels)), "ocr"
                     continue
+                ruled = _has_ruling_lines(page)
             finally:
                 page.close()
+            if ruled and (with_tables := tables.text(index)) is not None:
+                yield normalize_text(with_tables, from_pdf=True), "text_layer"
+                continue
             if _is_doubtful(text):
                 text = _better_of(text, second_opinion.text(index))
             yield normalize_text(text, from_pdf=True), "text_layer"
 
     return _within_limit(page_texts(), max_chars)
+
+
+def _has_ruling_lines(page: pdfium.PdfPage) -> bool:
+    """Whether the page draws enough paths to rule a table (pdfplumber is slow: only those pages look)."""
+    paths = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=_MAX_FORM_DEPTH)
+    return sum(1 for _ in zip(paths, range(_MIN_RULING_PATHS), strict=False)) >= _MIN_RULING_PATHS
+
+
+class _Tables:
+    """A page's text with its ruled tables as Markdown tables (pdfplumber's table finder); None when the
+    page has none, or pdfplumber cannot read it (pdfium's text stands then)."""
+
+    def __init__(self, path: Path, password: str | None) -> None:
+        self.path = path
+        self.password = password
+        self.document: pdfplumber.PDF | None = None
+
+    def text(self, index: int) -> str | None:
+        try:
+            if self.document is None:
+                self.document = pdfplumber.open(self.path, password=self.password or "")
+            return _text_with_tables(self.document.pages[index])
+        except Exception:
+            return None
+
+
+def _text_with_tables(page: "pdfplumber.page.Page") -> str | None:
+    """The page's text top to bottom, each table as Markdown where it stands; text beside a table after it."""
+    found = [
+        table
+        for table in page.find_tables()
+        if len(table.rows) >= 2 and max(len(row.cells) for row in table.rows) >= 2  # a box is no table
+    ]
+    if not found:
+        return None
+    left, top, right, bottom = page.bbox
+    parts: list[str] = []
+    for table in sorted(found, key=lambda table: table.bbox[1]):
+        table_top, table_bottom = max(top, table.bbox[1]), max(top, table.bbox[3])
+        if table_top > top:
+            parts.append(page.crop((left, top, right, table_top)).extract_text())
+        parts.append(markdown_table(table.extract()))
+        if table_bottom > table_top:
+            band = page.crop((left, table_top, right, table_bottom))
+            parts.append(band.outside_bbox(table.bbox, strict=False).extract_text())
+        top = table_bottom
+    if bottom > top:
+        parts.append(page.crop((left, top, right, bottom)).extract_text())
+    return "\n\n".join(part for part in parts if part.strip())
 
 
 def _has_image(page: pdfium.PdfPage) -> bool:
