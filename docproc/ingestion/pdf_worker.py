@@ -82,8 +82,12 @@ _NOT_FORM_SUBTYPE = re.compile(rb"/Subtype\s*+/(?!Form(?![^\s/\[\]()<>{}%]))")
 
 # Forms nested deeper than this are not searched for images (pdfium's own nesting limit is lower).
 _MAX_FORM_DEPTH = 16
-# Path objects a page needs before its tables are looked for: a ruled table has at least a few lines.
-_MIN_RULING_PATHS = 4
+# Pages drawing this many thin horizontal and vertical lines each (at most this thick, in points) may hold
+# a ruled table.
+_MIN_RULES = 3
+_RULE_THICKNESS = 2.0
+# Share of a table's cells that must hold words or numbers, else it is a figure's grid.
+_MIN_FILLED_SHARE = 0.75
 
 Send = Callable[[tuple[Any, ...]], None]
 # A page's text and how it was obtained.
@@ -319,19 +323,19 @@ def read_pages(
             if form_draws is not None:
                 form_draws.check(index)  # pdfium parses every drawn form as it loads the page
             page = document[index]
+            text_page = page.get_textpage()
             try:
-                text_page = page.get_textpage()
                 text = text_page.get_text_range()
-                text_page.close()
                 if ocr is OcrMode.force or (ocr is OcrMode.auto and not text.strip() and _has_image(page)):
                     yield recognize(render(page, max_pixels)), "ocr"
                     continue
-                ruled = _has_ruling_lines(page)
+                with_tables = tables.text(index, page, text_page) if _has_ruling_lines(page) else None
+                if with_tables is not None:
+                    yield normalize_text(with_tables, from_pdf=True), "text_layer"
+                    continue
             finally:
+                text_page.close()
                 page.close()
-            if ruled and (with_tables := tables.text(index)) is not None:
-                yield normalize_text(with_tables, from_pdf=True), "text_layer"
-                continue
             if _is_doubtful(text):
                 text = _better_of(text, second_opinion.text(index))
             yield normalize_text(text, from_pdf=True), "text_layer"
@@ -340,52 +344,67 @@ def read_pages(
 
 
 def _has_ruling_lines(page: pdfium.PdfPage) -> bool:
-    """Whether the page draws enough paths to rule a table (pdfplumber is slow: only those pages look)."""
-    paths = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=_MAX_FORM_DEPTH)
-    return sum(1 for _ in zip(paths, range(_MIN_RULING_PATHS), strict=False)) >= _MIN_RULING_PATHS
+    """Whether the page draws rules as a table does: thin horizontal lines of one extent, at least
+    _MIN_RULES of them, and as many thin vertical ones of one extent (pdfplumber's table finder is slow: only
+    such pages are given to it; fraction bars, underlines and most figures draw no such grid)."""
+    horizontal: Counter[tuple[int, int]] = Counter()
+    vertical: Counter[tuple[int, int]] = Counter()
+    for path in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=_MAX_FORM_DEPTH):
+        left, bottom, right, top = path.get_bounds()
+        if top - bottom <= _RULE_THICKNESS < right - left:
+            horizontal[round(left), round(right)] += 1
+        elif right - left <= _RULE_THICKNESS < top - bottom:
+            vertical[round(bottom), round(top)] += 1
+    return all(counts and max(counts.values()) >= _MIN_RULES for counts in (horizontal, vertical))
 
 
 class _Tables:
-    """A page's text with its ruled tables as Markdown tables (pdfplumber's table finder); None when the
-    page has none, or pdfplumber cannot read it (pdfium's text stands then)."""
+    """A page's text with its ruled tables as Markdown tables: pdfplumber finds the tables' cells, pdfium
+    reads the text in and around them. None when the page has no table, or pdfplumber cannot read it."""
 
     def __init__(self, path: Path, password: str | None) -> None:
         self.path = path
         self.password = password
         self.document: pdfplumber.PDF | None = None
 
-    def text(self, index: int) -> str | None:
+    def text(self, index: int, page: pdfium.PdfPage, text_page: pdfium.PdfTextPage) -> str | None:
         try:
             if self.document is None:
                 self.document = pdfplumber.open(self.path, password=self.password or "")
-            return _text_with_tables(self.document.pages[index])
+            found = self.document.pages[index].find_tables()
         except Exception:
             return None
+        height = page.get_height()
+
+        def read(left: float, top: float, right: float, bottom: float) -> str:
+            # pdfplumber measures from the top of the page, pdfium from the bottom.
+            return text_page.get_text_bounded(left, height - bottom, right, height - top).strip()
+
+        tables = []
+        for table in found:
+            rows = [[read(*cell) if cell else "" for cell in row.cells] for row in table.rows]
+            if _is_data_table(rows):
+                tables.append((table.bbox, rows))
+        if not tables:
+            return None
+        parts: list[str] = []
+        width, above = page.get_width(), 0.0
+        for (left, top, right, bottom), rows in sorted(tables, key=lambda table: table[0][1]):
+            parts.append(read(0, above, width, max(above, top)))
+            parts.append(markdown_table(rows))
+            beside = [read(0, max(above, top), left, bottom), read(right, max(above, top), width, bottom)]
+            parts.append("\n".join(beside))
+            above = max(above, bottom)
+        parts.append(read(0, above, width, height))
+        return "\n\n".join(part.strip() for part in parts if part.strip())
 
 
-def _text_with_tables(page: "pdfplumber.page.Page") -> str | None:
-    """The page's text top to bottom, each table as Markdown where it stands; text beside a table after it."""
-    found = [
-        table
-        for table in page.find_tables()
-        if len(table.rows) >= 2 and max(len(row.cells) for row in table.rows) >= 2  # a box is no table
-    ]
-    if not found:
-        return None
-    left, top, right, bottom = page.bbox
-    parts: list[str] = []
-    for table in sorted(found, key=lambda table: table.bbox[1]):
-        table_top, table_bottom = max(top, table.bbox[1]), max(top, table.bbox[3])
-        if table_top > top:
-            parts.append(page.crop((left, top, right, table_top)).extract_text())
-        parts.append(markdown_table(table.extract()))
-        if table_bottom > table_top:
-            band = page.crop((left, table_top, right, table_bottom))
-            parts.append(band.outside_bbox(table.bbox, strict=False).extract_text())
-        top = table_bottom
-    if bottom > top:
-        parts.append(page.crop((left, top, right, bottom)).extract_text())
-    return "\n\n".join(part for part in parts if part.strip())
+def _is_data_table(rows: list[list[str]]) -> bool:
+    """Rows and columns of words and numbers; not a box around a paragraph, nor a figure's grid (mostly empty
+    cells, or marks and stray labels)."""
+    cells = [cell for row in rows for cell in row]
+    filled = sum(1 for cell in cells if any(char.isalnum() for char in cell))
+    return len(rows) >= 2 and max(map(len, rows)) >= 2 and filled >= _MIN_FILLED_SHARE * len(cells)
 
 
 def _has_image(page: pdfium.PdfPage) -> bool:
