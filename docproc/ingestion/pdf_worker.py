@@ -10,6 +10,8 @@ talk to the parent with messages on a pipe:
     ("error", IngestionError)                   why a child stopped, its last message
 """
 
+import ctypes
+import logging
 import os
 import re
 import resource
@@ -80,6 +82,8 @@ _HEX_STRING = re.compile(rb"<[0-9A-Fa-f\s]*>")
 # /Subtype with a direct name value other than /Form (a reference could point at /Form).
 _NOT_FORM_SUBTYPE = re.compile(rb"/Subtype\s*+/(?!Form(?![^\s/\[\]()<>{}%]))")
 
+# pdfminer (under pdfplumber) warns about every odd font; a damaged file is not news in the service's log.
+logging.getLogger("pdfminer").setLevel(logging.ERROR)
 # Forms nested deeper than this are not searched for images (pdfium's own nesting limit is lower).
 _MAX_FORM_DEPTH = 16
 # Pages drawing this many thin horizontal and vertical lines each (at most this thick, in points) may hold
@@ -349,8 +353,15 @@ def _has_ruling_lines(page: pdfium.PdfPage) -> bool:
     such pages are given to it; fraction bars, underlines and most figures draw no such grid)."""
     horizontal: Counter[tuple[int, int]] = Counter()
     vertical: Counter[tuple[int, int]] = Counter()
-    for path in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_PATH], max_depth=_MAX_FORM_DEPTH):
-        left, bottom, right, top = path.get_bounds()
+    # pdfium's C calls directly: pypdfium2's object wrappers cost more than reading the page's text. Rules
+    # are looked for at the page's top level (tables inside form XObjects are left as text).
+    bounds = [ctypes.c_float() for _ in range(4)]
+    for index in range(pdfium_c.FPDFPage_CountObjects(page.raw)):
+        item = pdfium_c.FPDFPage_GetObject(page.raw, index)
+        if pdfium_c.FPDFPageObj_GetType(item) != pdfium_c.FPDF_PAGEOBJ_PATH:
+            continue
+        pdfium_c.FPDFPageObj_GetBounds(item, *map(ctypes.byref, bounds))
+        left, bottom, right, top = (bound.value for bound in bounds)
         if top - bottom <= _RULE_THICKNESS < right - left:
             horizontal[round(left), round(right)] += 1
         elif right - left <= _RULE_THICKNESS < top - bottom:
