@@ -265,7 +265,7 @@ def _planned_form_draw_limit(path: Path) -> int | None:
     """The form draw limit the lead child hands the page readers (None: form draws are not counted)."""
     messages: list[tuple] = []
     with contextlib.suppress(FormDrawLimitError):  # the plan goes out before any page is read
-        lead_job(messages.append, path, None, 100, 10**6, 1, 1 << 30, 50_000)
+        lead_job(messages.append, path, None, 100, 10**6, 1, 1 << 30, 50_000, OcrMode.off, 50_000_000)
     assert messages[0][0] == "plan"
     return messages[0][3]
 
