@@ -90,6 +90,8 @@ _MAX_FORM_DEPTH = 16
 # a ruled table.
 _MIN_RULES = 3
 _RULE_THICKNESS = 2.0
+# Letters and digits a ruled box needs to be looked at as a table.
+_MIN_TABLE_CHARACTERS = 8
 # Share of a table's cells that must hold words or numbers, else it is a figure's grid.
 _MIN_FILLED_SHARE = 0.75
 
@@ -333,7 +335,8 @@ def read_pages(
                 if ocr is OcrMode.force or (ocr is OcrMode.auto and not text.strip() and _has_image(page)):
                     yield recognize(render(page, max_pixels)), "ocr"
                     continue
-                with_tables = tables.text(index, page, text_page) if _has_ruling_lines(page) else None
+                ruled = _has_ruled_table(page, text_page)
+                with_tables = tables.text(index, page, text_page) if ruled else None
                 if with_tables is not None:
                     yield normalize_text(with_tables, from_pdf=True), "text_layer"
                     continue
@@ -347,10 +350,11 @@ def read_pages(
     return _within_limit(page_texts(), max_chars)
 
 
-def _has_ruling_lines(page: pdfium.PdfPage) -> bool:
-    """Whether the page draws rules as a table does: thin horizontal lines of one extent, at least
-    _MIN_RULES of them, and as many thin vertical ones of one extent (pdfplumber's table finder is slow: only
-    such pages are given to it; fraction bars, underlines and most figures draw no such grid)."""
+def _has_ruled_table(page: pdfium.PdfPage, text_page: pdfium.PdfTextPage) -> bool:
+    """Whether the page draws rules as a table does, around words: thin horizontal lines of one extent, at
+    least _MIN_RULES of them, as many thin vertical ones of one extent, and at least _MIN_TABLE_CHARACTERS
+    letters or digits in the box they span (pdfplumber's table finder is slow: only such pages are given to
+    it; fraction bars, underlines and figures' grids do not pass)."""
     horizontal: Counter[tuple[int, int]] = Counter()
     vertical: Counter[tuple[int, int]] = Counter()
     # pdfium's C calls directly: pypdfium2's object wrappers cost more than reading the page's text. Rules
@@ -366,7 +370,11 @@ def _has_ruling_lines(page: pdfium.PdfPage) -> bool:
             horizontal[round(left), round(right)] += 1
         elif right - left <= _RULE_THICKNESS < top - bottom:
             vertical[round(bottom), round(top)] += 1
-    return all(counts and max(counts.values()) >= _MIN_RULES for counts in (horizontal, vertical))
+    if not all(counts and max(counts.values()) >= _MIN_RULES for counts in (horizontal, vertical)):
+        return False
+    ((left, right), _), ((bottom, top), _) = horizontal.most_common(1)[0], vertical.most_common(1)[0]
+    inside = text_page.get_text_bounded(left, bottom, right, top)
+    return sum(char.isalnum() for char in inside) >= _MIN_TABLE_CHARACTERS
 
 
 class _Tables:
