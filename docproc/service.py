@@ -14,7 +14,7 @@ from docproc.db import session_scope
 from docproc.engine import get_tokenizer
 from docproc.engine.base import PAGE_SEPARATOR
 from docproc.errors import ServiceError, describe, field_errors, shorten
-from docproc.ingestion import ParserLimits, ParserSlots, extract
+from docproc.ingestion import OcrMode, ParserLimits, ParserSlots, extract
 from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result, is_well_formed_id, utcnow
 from docproc.pipeline import SummarizeOptions
 from docproc.settings import get_settings
@@ -42,7 +42,12 @@ def not_found(kind: str, item_id: str) -> ServiceError:
 
 
 def add_document(
-    session: Session, owner: str | None, filename: str, source: BinaryIO, password: str | None = None
+    session: Session,
+    owner: str | None,
+    filename: str,
+    source: BinaryIO,
+    password: str | None = None,
+    ocr: OcrMode = OcrMode.auto,
 ) -> tuple[Document, bool]:
     """Store and extract an upload and commit its row; returns (document, created).
 
@@ -58,7 +63,7 @@ def add_document(
     try:
         if (existing := _find_document(session, owner, staged.sha256)) is not None:
             return existing, False
-        document = _extracted_document(owner, filename, staged, password)
+        document = _extracted_document(owner, filename, staged, password, ocr)
         try:
             with session.begin_nested():
                 session.add(document)
@@ -86,7 +91,7 @@ def _find_document(session: Session, owner: str | None, sha256: str) -> Document
 
 
 def _extracted_document(
-    owner: str | None, filename: str, staged: StagedUpload, password: str | None
+    owner: str | None, filename: str, staged: StagedUpload, password: str | None, ocr: OcrMode
 ) -> Document:
     settings = get_settings()
     extracted = extract(
@@ -97,6 +102,8 @@ def _extracted_document(
             memory_bytes=settings.parser_memory_limit_bytes,
             max_inflated_bytes=settings.max_inflated_pdf_bytes,
             max_form_draws_per_page=settings.max_form_draws_per_page,
+            max_inflated_archive_bytes=settings.max_inflated_archive_bytes,
+            max_image_pixels=settings.max_image_pixels,
             slots=ParserSlots(
                 settings.parser_slot_dir, settings.max_parser_processes, settings.parser_wait_s
             ),
@@ -104,6 +111,7 @@ def _extracted_document(
         max_pages=settings.max_pages,
         max_chars=settings.max_document_chars,
         page_chars=settings.text_page_chars,
+        ocr=ocr,
     )
     # Counted as the engine reads them (docproc.engine.base.Engine.chunks): a job's tokens_total agrees.
     page_texts = [page.text + PAGE_SEPARATOR for page in extracted.pages]
@@ -116,7 +124,9 @@ def _extracted_document(
         size_bytes=staged.size,
         page_count=len(extracted.pages),
         tokens=sum(len(ids) for ids in token_ids),
-        pages=[DocumentPage(number=page.number, text=page.text) for page in extracted.pages],
+        pages=[
+            DocumentPage(number=page.number, text=page.text, source=page.source) for page in extracted.pages
+        ],
     )
 
 
@@ -179,6 +189,31 @@ def list_documents(
     session: Session, owner: str | None, limit: int, offset: int
 ) -> tuple[list[Document], int]:
     return newest_first(session, select(Document).where(Document.owner == owner), limit, offset)
+
+
+def list_pages(
+    session: Session,
+    owner: str | None,
+    document_id: str,
+    first: int | None,
+    last: int | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[DocumentPage], int]:
+    """One page of a document's pages in order, numbers within [first, last] when given, and their count."""
+    max_limit = get_settings().max_pages_per_request
+    if limit > max_limit:
+        errors = [{"loc": ["query", "limit"], "type": "less_than_equal", "msg": f"at most {max_limit}"}]
+        raise ServiceError(422, "invalid_request", f"Invalid request: {describe(errors)}.", errors=errors)
+    get_document(session, owner, document_id)
+    query = select(DocumentPage).where(DocumentPage.document_id == document_id)
+    if first is not None:
+        query = query.where(DocumentPage.number >= first)
+    if last is not None:
+        query = query.where(DocumentPage.number <= last)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    pages = session.scalars(query.order_by(DocumentPage.number).limit(limit).offset(offset))
+    return list(pages), total
 
 
 def delete_document(session: Session, owner: str | None, document_id: str) -> None:

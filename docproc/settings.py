@@ -64,11 +64,19 @@ class Settings(BaseSettings):
     # Bytes a PDF's streams may inflate to in all (images aside, which text extraction never decodes),
     # checked before parsing (the corpus's most is 7.4 MiB).
     max_inflated_pdf_bytes: int = 256 << 20
+    # Bytes the entries of a DOCX, PPTX or EPUB (ZIP archives) may inflate to in all, checked before parsing
+    # (zip bombs).
+    max_inflated_archive_bytes: int = 256 << 20
+    # Pixels of one uploaded image or TIFF frame, checked before decoding (decompression bombs); PDF pages
+    # are rendered for OCR at 200 dpi or smaller to stay within it. 50 M: an A3 page scanned at 600 dpi.
+    max_image_pixels: int = 50_000_000
     # Form XObject draws a PDF page may make, nested ones multiplied out: pdfium parses each draw afresh.
     max_form_draws_per_page: int = 50_000
     # Upload temp files and blobs no document references (what a crash leaves) are removed at API start-up
     # and by the workers' sweep once this old: longer than any upload takes, so one in flight is kept.
     orphan_grace_s: float = 3600.0
+    # The most pages GET /v1/documents/{id}/pages returns at once (its `limit`).
+    max_pages_per_request: int = Field(500, ge=1)
     # Plain text, Markdown and HTML without form feeds are cut into pages of about this many characters.
     text_page_chars: int = Field(3000, ge=200)
 

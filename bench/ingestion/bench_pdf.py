@@ -23,7 +23,7 @@ from pathlib import Path
 import pypdf
 import pypdfium2 as pdfium
 
-from docproc.ingestion import IngestionError, extract
+from docproc.ingestion import IngestionError, OcrMode, extract
 from docproc.ingestion.normalize import normalize_text
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pdf"
@@ -76,7 +76,7 @@ def pdfium_pages(path: Path) -> PageTexts:
 def ours(workers: int | None) -> Callable[[Path], PageTexts]:
     def pages(path: Path) -> PageTexts:
         try:
-            return [page.text for page in extract(path, workers=workers).pages]
+            return [page.text for page in extract(path, workers=workers, ocr=OcrMode.off).pages]
         except IngestionError:  # image-only corpus files: read, but no text to return
             return []
 

@@ -66,6 +66,29 @@ class TruncatedPdfError(MalformedPdfError):
     code = "truncated_pdf"
 
 
+class MalformedDocumentError(IngestionError):
+    """A Word, PowerPoint, EPUB or image file that is damaged."""
+
+    code = "malformed_document"
+
+
+class TruncatedDocumentError(MalformedDocumentError):
+    code = "truncated_document"
+
+
+class OcrOffError(NoTextError):
+    """A page image with OCR switched off."""
+
+    code = "ocr_off"
+
+
+class OcrUnavailableError(IngestionError):
+    """The server has no OCR engine installed."""
+
+    code = "ocr_unavailable"
+    status = 503
+
+
 class TooManyPagesError(IngestionError):
     code = "too_many_pages"
 

@@ -1,4 +1,5 @@
-"""PDF extraction, run in child processes the caller can always stop.
+"""PDF extraction, run in child processes the caller can always stop (images and office files too, one
+child each: read_in_child).
 
 pdfium is fast but neither thread-safe nor safe against hostile files, so it never runs in the calling
 process: a lead child checks the file, opens it and reads the first share of the pages while further children
@@ -27,21 +28,23 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from . import pdf_worker
+from . import images, office, pdf_worker
 from .document import Page
 from .errors import (
     ExtractionTimeoutError,
     IngestionError,
     MalformedPdfError,
+    NoTextError,
     NoTextLayerError,
     TextTooLongError,
 )
+from .ocr import OcrMode
 from .parser_slots import HeldSlots, ParserSlots
 
-# Children fork from a small server process that has already imported pdfium and pypdf: fast to start, and
-# safe in a caller with threads (a plain fork of one is not).
+# Children fork from a small server process that has already imported pdfium, pypdf and the office
+# formats' parsers: fast to start, and safe in a caller with threads (a plain fork of one is not).
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload([pdf_worker.__name__])
+_CONTEXT.set_forkserver_preload([pdf_worker.__name__, images.__name__, office.__name__])
 _OUT_OF_MEMORY_SIGNALS = {signal.SIGABRT, signal.SIGKILL}
 _START_LOCK = threading.Lock()
 
@@ -67,6 +70,10 @@ class ParserLimits:
     memory_bytes: int = 1 << 30
     max_inflated_bytes: int = 256 << 20
     max_form_draws_per_page: int = 50_000
+    # Bytes the entries of a DOCX, PPTX or EPUB (ZIP archives) may inflate to in all.
+    max_inflated_archive_bytes: int = 256 << 20
+    # Pixels of one image (or TIFF frame), and of a PDF page rendered for OCR.
+    max_image_pixels: int = 50_000_000
     # None: no bound across calls (library use); the service passes the host-wide slots.
     slots: ParserSlots | None = None
 
@@ -79,10 +86,11 @@ def extract_pdf(
     max_pages: int,
     max_chars: int,
     workers: int | None,
+    ocr: OcrMode,
 ) -> list[Page]:
     """The pages of the PDF at `path` with their normalised text; see `docproc.ingestion.extract`."""
     workers = workers or len(os.sched_getaffinity(0))
-    texts_by_start: dict[int, list[str]] = {}
+    texts_by_start: dict[int, list[pdf_worker.PageText]] = {}
     held_slots: AbstractContextManager[HeldSlots | None] = (
         limits.slots.hold(workers) if limits.slots else nullcontext()
     )
@@ -96,6 +104,8 @@ def extract_pdf(
             held.count if held else workers,  # no more children than slots
             limits.max_inflated_bytes,
             limits.max_form_draws_per_page,
+            ocr,
+            limits.max_image_pixels,
         )
         for message in children.messages():
             match message:
@@ -104,20 +114,55 @@ def extract_pdf(
                         held.keep(len(ranges))
                     for start, stop in ranges[1:]:
                         children.start(
-                            pdf_worker.range_job, path, password, start, stop, max_chars, max_form_draws
+                            pdf_worker.range_job,
+                            path,
+                            password,
+                            start,
+                            stop,
+                            max_chars,
+                            max_form_draws,
+                            ocr,
+                            limits.max_image_pixels,
                         )
                 case ("pages", start, texts):
                     texts_by_start[start] = texts
                 case ("error", error):
                     raise error
     texts = [text for start in sorted(texts_by_start) for text in texts_by_start[start]]
-    if sum(map(len, texts)) > max_chars:
-        raise TextTooLongError.over(max_chars)
-    if not any(texts):
+    if not any(text for text, _ in texts) and ocr is OcrMode.off:
         raise NoTextLayerError(
-            "The PDF has no text layer: it is a scanned or image-only PDF; OCR is not supported."
+            "The PDF has no text layer (a scanned or image-only PDF) and OCR is off: upload it with ocr=auto."
         )
-    return [Page(number, text) for number, text in enumerate(texts, start=1)]
+    return checked_pages(texts, max_chars)
+
+
+def checked_pages(texts: list[pdf_worker.PageText], max_chars: int) -> list[Page]:
+    """Numbered pages, refused when together too long or all empty."""
+    if sum(len(text) for text, _ in texts) > max_chars:
+        raise TextTooLongError.over(max_chars)
+    if not any(text for text, _ in texts):
+        raise NoTextError("No text was found in the document, OCR included.")
+    return [Page(number, text, source) for number, (text, source) in enumerate(texts, start=1)]
+
+
+def read_in_child(
+    path: Path, limits: ParserLimits, max_chars: int, job: Callable[..., None], *args: Any
+) -> list[Page]:
+    """The pages one child reads with `job(send, path, *args)` (an image's or office file's), within
+    `limits` and one parser slot."""
+    pages: list[pdf_worker.PageText] = []
+    held_slot: AbstractContextManager[HeldSlots | None] = (
+        limits.slots.hold(1) if limits.slots else nullcontext()
+    )
+    with held_slot, _Children(limits) as children:
+        children.start(job, path, *args)
+        for message in children.messages():
+            match message:
+                case ("pages", _, texts):
+                    pages = texts
+                case ("error", error):
+                    raise error
+    return checked_pages(pages, max_chars)
 
 
 class _Children:
@@ -164,7 +209,7 @@ class _Children:
             remaining = self.deadline - time.monotonic()
             if remaining <= 0:
                 raise ExtractionTimeoutError(
-                    f"Reading the PDF took longer than the {self.timeout_s:g} s allowed and was stopped."
+                    f"Reading the file took longer than the {self.timeout_s:g} s allowed and was stopped."
                 )
             for connection in wait(list(self.running), timeout=remaining):
                 assert isinstance(connection, Connection)
@@ -183,7 +228,7 @@ class _Children:
         if -exit_code in _OUT_OF_MEMORY_SIGNALS:
             return pdf_worker.out_of_memory_error(self.memory_bytes)
         return MalformedPdfError(
-            f"The PDF parser crashed (exit code {exit_code}); the file is probably damaged."
+            f"The document parser crashed (exit code {exit_code}); the file is probably damaged."
         )
 
 

@@ -5,10 +5,13 @@ instead of reading order (right-to-left scripts), and reads whole documents pdfi
 talk to the parent with messages on a pipe:
     ("plan", page_count, [(start, stop), ...], max_form_draws)  the lead child only, first: who reads which
                                                 pages, and the form draw limit (None: no forms to count)
-    ("pages", start, [text, ...])               a child's pages, its last message
+    ("pages", start, [(text, source), ...])     a child's pages and how each was read (text_layer or ocr),
+                                                its last message
     ("error", IngestionError)                   why a child stopped, its last message
 """
 
+import ctypes
+import logging
 import os
 import re
 import resource
@@ -22,9 +25,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import pdfplumber
 import pypdf
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
+from PIL import Image
 
 from .errors import (
     DecompressionBombError,
@@ -39,7 +44,9 @@ from .errors import (
     TruncatedPdfError,
     WrongPasswordError,
 )
+from .markdown import markdown_table
 from .normalize import normalize_text
+from .ocr import OCR_DPI, OcrMode, recognize
 
 # A stream inflating past this size at a ratio above the next is a bomb even within the document's budget:
 # text-bearing streams are far smaller, and big real images do not compress 100:1.
@@ -75,7 +82,22 @@ _HEX_STRING = re.compile(rb"<[0-9A-Fa-f\s]*>")
 # /Subtype with a direct name value other than /Form (a reference could point at /Form).
 _NOT_FORM_SUBTYPE = re.compile(rb"/Subtype\s*+/(?!Form(?![^\s/\[\]()<>{}%]))")
 
+# pdfminer (under pdfplumber) warns about every odd font; a damaged file is not news in the service's log.
+logging.getLogger("pdfminer").setLevel(logging.ERROR)
+# Forms nested deeper than this are not searched for images (pdfium's own nesting limit is lower).
+_MAX_FORM_DEPTH = 16
+# Pages drawing this many thin horizontal and vertical lines each (at most this thick, in points) may hold
+# a ruled table.
+_MIN_RULES = 3
+_RULE_THICKNESS = 2.0
+# Letters and digits a ruled box needs to be looked at as a table.
+_MIN_TABLE_CHARACTERS = 8
+# Share of a table's cells that must hold words or numbers, else it is a figure's grid.
+_MIN_FILLED_SHARE = 0.75
+
 Send = Callable[[tuple[Any, ...]], None]
+# A page's text and how it was obtained.
+PageText = tuple[str, str]
 
 
 def child_main(
@@ -120,7 +142,7 @@ def _die_with_caller(connection: Connection) -> None:
 
 def out_of_memory_error(memory_bytes: int) -> ResourceLimitError:
     return ResourceLimitError(
-        f"Reading the PDF needed more than the {memory_bytes >> 20} MiB of memory allowed; "
+        f"Reading the file needed more than the {memory_bytes >> 20} MiB of memory allowed; "
         "the file may be a decompression bomb."
     )
 
@@ -134,6 +156,8 @@ def lead_job(
     workers: int,
     max_inflated_bytes: int,
     max_form_draws: int | None,
+    ocr: OcrMode,
+    max_pixels: int,
 ) -> None:
     """Check the file, open it, plan who reads which pages, and read the first share."""
     if not check_structure(path.read_bytes(), max_inflated_bytes):
@@ -150,7 +174,8 @@ def lead_job(
     ranges = split_pages(page_count, workers)
     send(("plan", page_count, ranges, max_form_draws))
     start, stop = ranges[0]
-    send(("pages", start, read_pages(document, path, password, start, stop, max_chars, max_form_draws)))
+    pages = read_pages(document, path, password, start, stop, max_chars, max_form_draws, ocr, max_pixels)
+    send(("pages", start, pages))
 
 
 def range_job(
@@ -161,10 +186,13 @@ def range_job(
     stop: int,
     max_chars: int,
     max_form_draws: int | None,
+    ocr: OcrMode,
+    max_pixels: int,
 ) -> None:
     """Read pages [start, stop) of a document the lead child has already checked."""
     document = open_with_pdfium(path, password)
-    send(("pages", start, read_pages(document, path, password, start, stop, max_chars, max_form_draws)))
+    pages = read_pages(document, path, password, start, stop, max_chars, max_form_draws, ocr, max_pixels)
+    send(("pages", start, pages))
 
 
 def split_pages(page_count: int, workers: int) -> list[tuple[int, int]]:
@@ -287,34 +315,136 @@ def read_pages(
     stop: int,
     max_chars: int,
     max_form_draws: int | None,
-) -> list[str]:
-    """Normalised text of pages [start, stop), pdfium first, pypdf where pdfium's text is doubtful. Form
-    draws are counted unless `max_form_draws` is None."""
+    ocr: OcrMode,
+    max_pixels: int,
+) -> list[PageText]:
+    """Normalised text of pages [start, stop), pdfium first, pypdf where pdfium's text is doubtful, OCR of
+    the rendered page where `ocr` says. Form draws are counted unless `max_form_draws` is None."""
     second_opinion = _PypdfPages(path, password)
     form_draws = None if max_form_draws is None else _FormDraws(second_opinion, max_form_draws)
+    tables = _Tables(path, password)
 
-    def page_texts() -> Iterator[str]:
+    def page_texts() -> Iterator[PageText]:
         for index in range(start, stop):
             if form_draws is not None:
                 form_draws.check(index)  # pdfium parses every drawn form as it loads the page
             page = document[index]
             text_page = page.get_textpage()
-            text = text_page.get_text_range()
-            text_page.close()
-            page.close()
+            try:
+                text = text_page.get_text_range()
+                if ocr is OcrMode.force or (ocr is OcrMode.auto and not text.strip() and _has_image(page)):
+                    yield recognize(render(page, max_pixels)), "ocr"
+                    continue
+                ruled = _has_ruled_table(page, text_page)
+                with_tables = tables.text(index, page, text_page) if ruled else None
+                if with_tables is not None:
+                    yield normalize_text(with_tables, from_pdf=True), "text_layer"
+                    continue
+            finally:
+                text_page.close()
+                page.close()
             if _is_doubtful(text):
                 text = _better_of(text, second_opinion.text(index))
-            yield normalize_text(text, from_pdf=True)
+            yield normalize_text(text, from_pdf=True), "text_layer"
 
     return _within_limit(page_texts(), max_chars)
 
 
-def _within_limit(texts: Iterable[str], max_chars: int) -> list[str]:
+def _has_ruled_table(page: pdfium.PdfPage, text_page: pdfium.PdfTextPage) -> bool:
+    """Whether the page draws rules as a table does, around words: thin horizontal lines of one extent, at
+    least _MIN_RULES of them, as many thin vertical ones of one extent, and at least _MIN_TABLE_CHARACTERS
+    letters or digits in the box they span (pdfplumber's table finder is slow: only such pages are given to
+    it; fraction bars, underlines and figures' grids do not pass)."""
+    horizontal: Counter[tuple[int, int]] = Counter()
+    vertical: Counter[tuple[int, int]] = Counter()
+    # pdfium's C calls directly: pypdfium2's object wrappers cost more than reading the page's text. Rules
+    # are looked for at the page's top level (tables inside form XObjects are left as text).
+    bounds = [ctypes.c_float() for _ in range(4)]
+    for index in range(pdfium_c.FPDFPage_CountObjects(page.raw)):
+        item = pdfium_c.FPDFPage_GetObject(page.raw, index)
+        if pdfium_c.FPDFPageObj_GetType(item) != pdfium_c.FPDF_PAGEOBJ_PATH:
+            continue
+        pdfium_c.FPDFPageObj_GetBounds(item, *map(ctypes.byref, bounds))
+        left, bottom, right, top = (bound.value for bound in bounds)
+        if top - bottom <= _RULE_THICKNESS < right - left:
+            horizontal[round(left), round(right)] += 1
+        elif right - left <= _RULE_THICKNESS < top - bottom:
+            vertical[round(bottom), round(top)] += 1
+    if not all(counts and max(counts.values()) >= _MIN_RULES for counts in (horizontal, vertical)):
+        return False
+    ((left, right), _), ((bottom, top), _) = horizontal.most_common(1)[0], vertical.most_common(1)[0]
+    inside = text_page.get_text_bounded(left, bottom, right, top)
+    return sum(char.isalnum() for char in inside) >= _MIN_TABLE_CHARACTERS
+
+
+class _Tables:
+    """A page's text with its ruled tables as Markdown tables: pdfplumber finds the tables' cells, pdfium
+    reads the text in and around them. None when the page has no table, or pdfplumber cannot read it."""
+
+    def __init__(self, path: Path, password: str | None) -> None:
+        self.path = path
+        self.password = password
+        self.document: pdfplumber.PDF | None = None
+
+    def text(self, index: int, page: pdfium.PdfPage, text_page: pdfium.PdfTextPage) -> str | None:
+        try:
+            if self.document is None:
+                self.document = pdfplumber.open(self.path, password=self.password or "")
+            found = self.document.pages[index].find_tables()
+        except Exception:
+            return None
+        height = page.get_height()
+
+        def read(left: float, top: float, right: float, bottom: float) -> str:
+            # pdfplumber measures from the top of the page, pdfium from the bottom.
+            return text_page.get_text_bounded(left, height - bottom, right, height - top).strip()
+
+        tables = []
+        for table in found:
+            rows = [[read(*cell) if cell else "" for cell in row.cells] for row in table.rows]
+            if _is_data_table(rows):
+                tables.append((table.bbox, rows))
+        if not tables:
+            return None
+        parts: list[str] = []
+        width, above = page.get_width(), 0.0
+        for (left, top, right, bottom), rows in sorted(tables, key=lambda table: table[0][1]):
+            parts.append(read(0, above, width, max(above, top)))
+            parts.append(markdown_table(rows))
+            beside = [read(0, max(above, top), left, bottom), read(right, max(above, top), width, bottom)]
+            parts.append("\n".join(beside))
+            above = max(above, bottom)
+        parts.append(read(0, above, width, height))
+        return "\n\n".join(part.strip() for part in parts if part.strip())
+
+
+def _is_data_table(rows: list[list[str]]) -> bool:
+    """Rows and columns of words and numbers; not a box around a paragraph, nor a figure's grid (mostly empty
+    cells, or marks and stray labels)."""
+    cells = [cell for row in rows for cell in row]
+    filled = sum(1 for cell in cells if any(char.isalnum() for char in cell))
+    return len(rows) >= 2 and max(map(len, rows)) >= 2 and filled >= _MIN_FILLED_SHARE * len(cells)
+
+
+def _has_image(page: pdfium.PdfPage) -> bool:
+    """Whether the page draws an image, in forms too: a page without text or images is blank, not a scan."""
+    images = page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=_MAX_FORM_DEPTH)
+    return next(images, None) is not None
+
+
+def render(page: pdfium.PdfPage, max_pixels: int) -> Image.Image:
+    """The page as an image at OCR_DPI, or smaller if that would pass `max_pixels` (a page can be huge)."""
+    width, height = page.get_size()  # points: 1/72 inch
+    scale = min(OCR_DPI / 72, (max_pixels / max(1.0, width * height)) ** 0.5)
+    return page.render(scale=scale).to_pil()
+
+
+def _within_limit(texts: Iterable[PageText], max_chars: int) -> list[PageText]:
     """All of `texts`, stopping as soon as together they pass max_chars."""
-    kept: list[str] = []
+    kept: list[PageText] = []
     total_chars = 0
     for text in texts:
-        total_chars += len(text)
+        total_chars += len(text[0])
         if total_chars > max_chars:
             raise TextTooLongError.over(max_chars)
         kept.append(text)
@@ -454,13 +584,14 @@ def _open_with_pypdf(path: Path, password: str | None) -> pypdf.PdfReader:
 
 def read_with_pypdf(
     path: Path, password: str | None, max_pages: int, max_chars: int, pdfium_error: MalformedPdfError
-) -> list[str]:
+) -> list[PageText]:
     """Whole-document fallback for files pdfium cannot open; pdfium's complaint if pypdf cannot either."""
     try:
         reader = _open_with_pypdf(path, password)
         check_page_count(len(reader.pages), max_pages)
         return _within_limit(
-            (normalize_text(page.extract_text(), from_pdf=True) for page in reader.pages), max_chars
+            ((normalize_text(page.extract_text(), from_pdf=True), "text_layer") for page in reader.pages),
+            max_chars,
         )
     except IngestionError:
         raise

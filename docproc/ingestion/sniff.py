@@ -1,14 +1,36 @@
 """Content type from a file's bytes, never its name."""
 
 import re
+import zipfile
 from pathlib import Path
 
-from .errors import EmptyFileError, UnsupportedTypeError
+from .errors import EmptyFileError, MalformedDocumentError, TruncatedDocumentError, UnsupportedTypeError
 
 PDF = "application/pdf"
 PLAIN_TEXT = "text/plain"
 MARKDOWN = "text/markdown"
 HTML = "text/html"
+PNG = "image/png"
+JPEG = "image/jpeg"
+TIFF = "image/tiff"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+EPUB = "application/epub+zip"
+IMAGES = frozenset({PNG, JPEG, TIFF})
+ARCHIVES = frozenset({DOCX, PPTX, EPUB})
+ACCEPTED = "Upload a PDF, Word (DOCX), PowerPoint (PPTX), EPUB, PNG, JPEG, TIFF, HTML, Markdown or text file."
+
+_IMAGE_SIGNATURES: list[tuple[bytes, str]] = [
+    (b"\x89PNG\r\n\x1a\n", PNG),
+    (b"\xff\xd8\xff", JPEG),
+    (b"II*\x00", TIFF),
+    (b"MM\x00*", TIFF),
+]
+_ZIP_LOCAL_HEADER = b"PK\x03\x04"
+# The end-of-central-directory record lies in the last 22 bytes plus a comment of up to 64 KiB.
+_ZIP_END_WINDOW = 22 + (64 << 10)
+# The part naming each OOXML format's main document.
+_OOXML_PARTS = {"word/document.xml": DOCX, "ppt/presentation.xml": PPTX}
 
 SNIFF_BYTES = 64 * 1024
 # PDF readers accept the header anywhere in the first 1024 bytes.
@@ -16,15 +38,10 @@ PDF_HEADER_WINDOW = 1024
 
 # (byte offset, magic bytes, what the file is) for formats people upload by mistake.
 _BINARY_SIGNATURES: list[tuple[int, bytes, str]] = [
-    (0, b"\x89PNG\r\n\x1a\n", "PNG image"),
-    (0, b"\xff\xd8\xff", "JPEG image"),
     (0, b"GIF87a", "GIF image"),
     (0, b"GIF89a", "GIF image"),
-    (0, b"II*\x00", "TIFF image"),
-    (0, b"MM\x00*", "TIFF image"),
     (8, b"WEBP", "WebP image"),
     (4, b"ftypheic", "HEIC image"),
-    (0, b"PK\x03\x04", "ZIP archive (or DOCX/XLSX/PPTX/ODT/EPUB, which are ZIP archives)"),
     (0, b"PK\x05\x06", "ZIP archive (empty)"),
     (0, b"\x1f\x8b", "GZIP archive"),
     (0, b"BZh", "BZIP2 archive"),
@@ -82,8 +99,9 @@ _MIN_MARKDOWN_SIGNS = 2
 def sniff_content_type(path: Path) -> str:
     """The content type of the file at `path`, judged from its bytes alone.
 
-    Raises EmptyFileError for an empty file and UnsupportedTypeError (naming the kind when it is recognised)
-    for anything that is not PDF, HTML, Markdown or plain text.
+    Raises EmptyFileError for an empty file, UnsupportedTypeError (naming the kind when it is recognised)
+    for anything not accepted, and MalformedDocumentError for a damaged ZIP archive (DOCX, PPTX and EPUB are
+    ZIP archives).
     """
     with path.open("rb") as file:
         head = file.read(SNIFF_BYTES)
@@ -91,17 +109,47 @@ def sniff_content_type(path: Path) -> str:
         raise EmptyFileError("The file is empty.")
     if b"%PDF-" in head[:PDF_HEADER_WINDOW]:
         return PDF
+    for magic, content_type in _IMAGE_SIGNATURES:
+        if head.startswith(magic):
+            return content_type
+    if head.startswith(_ZIP_LOCAL_HEADER):
+        return _archive_type(path)
     for offset, magic, kind in _BINARY_SIGNATURES:
         if head.startswith(magic, offset):
-            raise UnsupportedTypeError(
-                f"Unsupported file type: {kind}. Upload a PDF, HTML, Markdown or text file."
-            )
+            raise UnsupportedTypeError(f"Unsupported file type: {kind}. {ACCEPTED}")
     text = _decode_head(head)
     if _HTML_START.match(text):
         return HTML
     if sum(1 for sign in _MARKDOWN_SIGNS.values() if sign.search(text)) >= _MIN_MARKDOWN_SIGNS:
         return MARKDOWN
     return PLAIN_TEXT
+
+
+def _archive_type(path: Path) -> str:
+    """DOCX, PPTX or EPUB by the parts a ZIP archive lists (its central directory, not its data)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            # An EPUB's first entry, stored uncompressed, is "mimetype" holding its type.
+            small_mimetype = "mimetype" in names and archive.getinfo("mimetype").file_size < 64
+            if small_mimetype and archive.read("mimetype").strip() == EPUB.encode():
+                return EPUB
+    except zipfile.BadZipFile as error:
+        with path.open("rb") as file:
+            file.seek(max(0, path.stat().st_size - _ZIP_END_WINDOW))
+            if b"PK\x05\x06" not in file.read():
+                raise TruncatedDocumentError(
+                    "The file is a truncated ZIP archive (DOCX, PPTX and EPUB are ZIP archives): "
+                    "its end is missing; the upload may be incomplete."
+                ) from None
+        raise MalformedDocumentError(
+            f"The file is a damaged ZIP archive (DOCX, PPTX and EPUB are ZIP archives): {error}."
+        ) from None
+    for part, content_type in _OOXML_PARTS.items():
+        if part in names:
+            return content_type
+    kind = "Excel workbook" if "xl/workbook.xml" in names else "ZIP archive"
+    raise UnsupportedTypeError(f"Unsupported file type: {kind}. {ACCEPTED}")
 
 
 def byte_order_mark(data: bytes) -> tuple[bytes, str] | None:
@@ -117,8 +165,6 @@ def _decode_head(head: bytes) -> str:
         return head[len(mark) :].decode(codec, errors="ignore")  # the cut may split a character
     control_bytes = sum(head.count(byte) for byte in _CONTROL_BYTES)
     if control_bytes > _MAX_CONTROL_BYTE_SHARE * len(head):
-        raise UnsupportedTypeError(
-            "Unsupported file type: binary data. Upload a PDF, HTML, Markdown or text file."
-        )
+        raise UnsupportedTypeError(f"Unsupported file type: binary data. {ACCEPTED}")
     # Every marker looked for is ASCII, which Latin-1 maps one to one, whatever the real encoding.
     return head.decode("latin-1")

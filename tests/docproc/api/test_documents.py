@@ -2,6 +2,7 @@
 
 import gzip
 import io
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -86,15 +87,23 @@ def _bomb_pdf() -> bytes:
     return out.getvalue()
 
 
+def _zip() -> bytes:
+    """A ZIP archive that is no DOCX, PPTX or EPUB."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("notes.txt", "Not a document format.")
+    return buffer.getvalue()
+
+
 def _scanned_pdf(_: Path) -> bytes:
-    """A PDF whose only page is an image: no text layer."""
+    """A PDF whose only page is an image without text: no text layer, nothing for OCR."""
     return corpus_file("019-grayscale-image/grayscale-image.pdf").read_bytes()
 
 
 BAD_INPUTS = {
     "empty": ("empty.txt", lambda _: b"", 422, "empty_file"),
-    "png named pdf": ("photo.pdf", lambda _: b"\x89PNG\r\n\x1a\n" + b"\0" * 64, 415, "unsupported_type"),
-    "zip": ("archive.txt", lambda _: b"PK\x03\x04" + b"\0" * 64, 415, "unsupported_type"),
+    "gif named pdf": ("photo.pdf", lambda _: b"GIF89a" + b"\0" * 64, 415, "unsupported_type"),
+    "zip": ("archive.txt", lambda _: _zip(), 415, "unsupported_type"),
     "truncated pdf": (
         "half.pdf",
         lambda _: SAMPLE_PDF.read_bytes()[: len(SAMPLE_PDF.read_bytes()) // 2],
@@ -104,7 +113,7 @@ BAD_INPUTS = {
     "garbage after magic": ("bad.pdf", lambda _: b"%PDF-1.7\n" + bytes(range(256)) * 40, 422, None),
     "decompression bomb": ("bomb.pdf", lambda _: _bomb_pdf(), 422, None),
     "gzip bomb": ("bomb.txt", lambda _: gzip.compress(b"\0" * (50 * 1024 * 1024)), 415, "unsupported_type"),
-    "no text layer": ("scan.pdf", _scanned_pdf, 422, "no_text_layer"),
+    "image-only pdf without text": ("scan.pdf", _scanned_pdf, 422, "no_text"),
 }
 
 

@@ -23,6 +23,7 @@ from docproc.ingestion import (
     IngestionError,
     MalformedPdfError,
     NoTextLayerError,
+    OcrMode,
     ParserLimits,
     PasswordRequiredError,
     ResourceLimitError,
@@ -74,15 +75,16 @@ def shown_characters_agreement(ours: str, reference: str) -> float:
     ).ratio()
 
 
+# Text layers only: OCR has its own tests (test_ocr.py).
 @pytest.mark.parametrize("entry", corpus_entries(), ids=lambda entry: entry["path"])
 def test_every_corpus_file_gives_its_pages_or_the_right_error(entry: dict) -> None:
     path = corpus_file(entry["path"])
     if entry["path"] in EXPECTED_FAILURES:
         with pytest.raises(EXPECTED_FAILURES[entry["path"]]) as raised:
-            extract(path)
+            extract(path, ocr=OcrMode.off)
         assert raised.value.code and raised.value.message
         return
-    document = extract(path)
+    document = extract(path, ocr=OcrMode.off)
     assert document.content_type == "application/pdf"
     assert [page.number for page in document.pages] == list(range(1, entry["pages"] + 1))
     assert document.text.strip()
@@ -103,7 +105,8 @@ def test_corpus_text_agrees_with_pypdf(entry: dict) -> None:
     reference = "\n".join(
         normalize_text(page.extract_text(), from_pdf=True) for page in pypdf.PdfReader(path).pages
     )
-    assert shown_characters_agreement(extract(path).text, reference) >= MIN_AGREEMENT_WITH_PYPDF
+    text = extract(path, ocr=OcrMode.off).text
+    assert shown_characters_agreement(text, reference) >= MIN_AGREEMENT_WITH_PYPDF
 
 
 def test_right_to_left_text_is_in_reading_order() -> None:
@@ -175,8 +178,8 @@ def test_empty_file_and_image_named_pdf(tmp_path: Path) -> None:
     (tmp_path / "empty.pdf").write_bytes(b"")
     with pytest.raises(EmptyFileError):
         extract(tmp_path / "empty.pdf")
-    (tmp_path / "image.pdf").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-    with pytest.raises(UnsupportedTypeError, match="PNG image"):
+    (tmp_path / "image.pdf").write_bytes(b"GIF89a" + bytes(64))
+    with pytest.raises(UnsupportedTypeError, match="GIF image"):
         extract(tmp_path / "image.pdf")
 
 
@@ -262,7 +265,7 @@ def _planned_form_draw_limit(path: Path) -> int | None:
     """The form draw limit the lead child hands the page readers (None: form draws are not counted)."""
     messages: list[tuple] = []
     with contextlib.suppress(FormDrawLimitError):  # the plan goes out before any page is read
-        lead_job(messages.append, path, None, 100, 10**6, 1, 1 << 30, 50_000)
+        lead_job(messages.append, path, None, 100, 10**6, 1, 1 << 30, 50_000, OcrMode.off, 50_000_000)
     assert messages[0][0] == "plan"
     return messages[0][3]
 

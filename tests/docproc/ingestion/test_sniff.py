@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from docproc.ingestion import EmptyFileError, UnsupportedTypeError, sniff_content_type
+from docproc.ingestion import (
+    EmptyFileError,
+    MalformedDocumentError,
+    TruncatedDocumentError,
+    UnsupportedTypeError,
+    sniff_content_type,
+)
+from docproc.ingestion.sniff import DOCX, EPUB, PPTX
 
 from .pdfs import FOUR_PAGES, corpus_file
 
@@ -29,10 +36,11 @@ def png_bytes() -> bytes:
     )
 
 
-def zip_bytes() -> bytes:
+def zip_bytes(*names: str) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("word/document.xml", "<w:document/>")
+        for name in names:
+            archive.writestr(name, "<part/>")
     return buffer.getvalue()
 
 
@@ -52,17 +60,40 @@ def test_pdf_by_magic_even_after_leading_junk(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("data", "kind"),
     [
-        (png_bytes(), "PNG image"),
-        (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + bytes(32), "JPEG image"),
-        (zip_bytes(), "ZIP archive"),
+        (b"GIF89a" + bytes(32), "GIF image"),
+        (zip_bytes("notes.txt"), "ZIP archive"),
+        (zip_bytes("xl/workbook.xml"), "Excel workbook"),
         (gzip.compress(b"plain text inside"), "GZIP archive"),
     ],
-    ids=["png", "jpeg", "zip", "gzip"],
+    ids=["gif", "zip", "xlsx", "gzip"],
 )
 def test_binary_formats_are_named_in_the_error(tmp_path: Path, data: bytes, kind: str) -> None:
     with pytest.raises(UnsupportedTypeError, match=kind) as raised:
         sniff(tmp_path, data, "scan.pdf")
     assert raised.value.code == "unsupported_type"
+
+
+def test_images_and_office_formats_by_their_bytes(tmp_path: Path) -> None:
+    assert sniff(tmp_path, png_bytes(), "scan.pdf") == "image/png"
+    assert sniff(tmp_path, b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + bytes(32)) == "image/jpeg"
+    assert sniff(tmp_path, b"II*\x00" + bytes(32)) == sniff(tmp_path, b"MM\x00*" + bytes(32)) == "image/tiff"
+    assert sniff(tmp_path, zip_bytes("[Content_Types].xml", "word/document.xml")) == DOCX
+    assert sniff(tmp_path, zip_bytes("[Content_Types].xml", "ppt/presentation.xml")) == PPTX
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("mimetype", "application/epub+zip")
+        archive.writestr("META-INF/container.xml", "<container/>")
+    assert sniff(tmp_path, buffer.getvalue(), "book.txt") == EPUB
+
+
+def test_damaged_and_truncated_archives(tmp_path: Path) -> None:
+    docx = zip_bytes("[Content_Types].xml", "word/document.xml")
+    with pytest.raises(TruncatedDocumentError):
+        sniff(tmp_path, docx[: len(docx) // 2])
+    directory = docx.rindex(b"PK\x01\x02")  # the central directory's first entry, damaged
+    with pytest.raises(MalformedDocumentError) as raised:
+        sniff(tmp_path, docx[:directory] + b"XX" + docx[directory + 2 :])
+    assert raised.value.code == "malformed_document"
 
 
 def test_unknown_binary_data(tmp_path: Path) -> None:
