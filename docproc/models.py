@@ -106,6 +106,9 @@ class DocumentPage(Base):
     document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     text: Mapped[str] = mapped_column(Text)
+    # How the text was obtained: text_layer (a PDF's), ocr, or the file's format (text, markdown, html, docx,
+    # pptx, epub).
+    source: Mapped[str] = mapped_column(String(16))
 
     document: Mapped[Document] = relationship(back_populates="pages")
 

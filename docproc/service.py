@@ -116,7 +116,9 @@ def _extracted_document(
         size_bytes=staged.size,
         page_count=len(extracted.pages),
         tokens=sum(len(ids) for ids in token_ids),
-        pages=[DocumentPage(number=page.number, text=page.text) for page in extracted.pages],
+        pages=[
+            DocumentPage(number=page.number, text=page.text, source=page.source) for page in extracted.pages
+        ],
     )
 
 
@@ -179,6 +181,31 @@ def list_documents(
     session: Session, owner: str | None, limit: int, offset: int
 ) -> tuple[list[Document], int]:
     return newest_first(session, select(Document).where(Document.owner == owner), limit, offset)
+
+
+def list_pages(
+    session: Session,
+    owner: str | None,
+    document_id: str,
+    first: int | None,
+    last: int | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[DocumentPage], int]:
+    """One page of a document's pages in order, numbers within [first, last] when given, and their count."""
+    max_limit = get_settings().max_pages_per_request
+    if limit > max_limit:
+        errors = [{"loc": ["query", "limit"], "type": "less_than_equal", "msg": f"at most {max_limit}"}]
+        raise ServiceError(422, "invalid_request", f"Invalid request: {describe(errors)}.", errors=errors)
+    get_document(session, owner, document_id)
+    query = select(DocumentPage).where(DocumentPage.document_id == document_id)
+    if first is not None:
+        query = query.where(DocumentPage.number >= first)
+    if last is not None:
+        query = query.where(DocumentPage.number <= last)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    pages = session.scalars(query.order_by(DocumentPage.number).limit(limit).offset(offset))
+    return list(pages), total
 
 
 def delete_document(session: Session, owner: str | None, document_id: str) -> None:

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     # Upload temp files and blobs no document references (what a crash leaves) are removed at API start-up
     # and by the workers' sweep once this old: longer than any upload takes, so one in flight is kept.
     orphan_grace_s: float = 3600.0
+    # The most pages GET /v1/documents/{id}/pages returns at once (its `limit`).
+    max_pages_per_request: int = Field(500, ge=1)
     # Plain text, Markdown and HTML without form feeds are cut into pages of about this many characters.
     text_page_chars: int = Field(3000, ge=200)
 

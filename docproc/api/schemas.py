@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from docproc.models import Batch, Document, Job, JobStatus, Result
+from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result
 
 if TYPE_CHECKING:
     from docproc.batches import BatchState
@@ -43,6 +43,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 MAX_OFFSET = 2**31 - 1
 Limit = Annotated[int, Query(ge=1, le=200)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+# A document's pages: a page number bound, and a limit whose most is a setting (checked by the service).
+PageNumber = Annotated[int | None, Query(ge=1, le=MAX_OFFSET)]
+PagesLimit = Annotated[int, Query(ge=1, le=MAX_OFFSET)]
 
 
 class DocumentOut(BaseModel):
@@ -67,6 +70,18 @@ class DocumentOut(BaseModel):
             size_bytes=document.size_bytes,
             created_at=document.created_at,
         )
+
+
+class PageOut(BaseModel):
+    """A page of a document's text as the model reads it, and how the text was obtained."""
+
+    number: int
+    text: str
+    source: str = Field(description="text_layer, ocr, or the file's format: text, markdown, html, docx, ...")
+
+    @classmethod
+    def of(cls, page: DocumentPage) -> "PageOut":
+        return cls(number=page.number, text=page.text, source=page.source)
 
 
 Item = TypeVar("Item")

@@ -28,10 +28,12 @@ from .errors import (
 )
 from .parser_slots import ParserSlots
 from .pdf import ParserLimits, extract_pdf
-from .sniff import PDF, sniff_content_type
+from .sniff import HTML, MARKDOWN, PDF, PLAIN_TEXT, sniff_content_type
 from .text import read_text_document
 
 DEFAULT_LIMITS = ParserLimits()
+# Page.source of text formats.
+TEXT_SOURCES = {PLAIN_TEXT: "text", MARKDOWN: "markdown", HTML: "html"}
 
 __all__ = [
     "DecompressionBombError",
@@ -93,4 +95,7 @@ def extract(
     texts = read_text_document(
         path, content_type, max_chars=max_chars, max_pages=max_pages, page_chars=page_chars
     )
-    return ExtractedDocument(content_type, [Page(number, text) for number, text in enumerate(texts, start=1)])
+    source = TEXT_SOURCES[content_type]
+    return ExtractedDocument(
+        content_type, [Page(number, text, source) for number, text in enumerate(texts, start=1)]
+    )

@@ -11,6 +11,9 @@ PAGE_SEPARATOR = "\n\n"
 class Page:
     number: int  # 1-based page number (for non-paginated text: 1)
     text: str
+    # How the text was obtained: "text_layer" (a PDF's), "ocr", or the file's format ("text", "markdown",
+    # "html", "docx", "pptx", "epub"). Readers of the text (the pipeline) need not set it.
+    source: str = "text"
 
 
 @dataclass(frozen=True)

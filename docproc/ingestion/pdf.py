@@ -117,7 +117,7 @@ def extract_pdf(
         raise NoTextLayerError(
             "The PDF has no text layer: it is a scanned or image-only PDF; OCR is not supported."
         )
-    return [Page(number, text) for number, text in enumerate(texts, start=1)]
+    return [Page(number, text, "text_layer") for number, text in enumerate(texts, start=1)]
 
 
 class _Children:

@@ -38,18 +38,28 @@ JOBS_AT_0002 = table(
 )
 
 
-def document(owner: str | None, sha256: str, age_s: int) -> Document:
+# Pages as revisions before 0011 knew them: the model has grown columns since.
+PAGES_BEFORE_0011 = table(
+    "document_pages", column("document_id", String), column("number", Integer), column("text", String)
+)
+
+
+def document(owner: str | None, sha256: str, age_s: int, content_type: str = "text/plain") -> Document:
     return Document(
         owner=owner,
         filename="notes.txt",
-        content_type="text/plain",
+        content_type=content_type,
         sha256=sha256,
         size_bytes=10,
         page_count=1,
         tokens=3,
         created_at=datetime.now(UTC) - timedelta(seconds=age_s),
-        pages=[DocumentPage(number=1, text="Some notes.")],
     )
+
+
+def add_pages_before_0011(session: Session, documents: list[Document]) -> None:
+    rows = [{"document_id": d.id, "number": 1, "text": "Some notes."} for d in documents]
+    session.execute(PAGES_BEFORE_0011.insert(), rows)
 
 
 def test_duplicate_documents_are_merged_into_the_oldest(empty_database_url: str) -> None:
@@ -60,8 +70,10 @@ def test_duplicate_documents_are_merged_into_the_oldest(empty_database_url: str)
         open_first, open_again = document(None, sha256, 60), document(None, sha256, 30)
         owned_first, owned_again = document("alice", sha256, 20), document("alice", sha256, 10)
         other_content = document(None, "cd" * 32, 5)
-        session.add_all([open_first, open_again, owned_first, owned_again, other_content])
+        documents = [open_first, open_again, owned_first, owned_again, other_content]
+        session.add_all(documents)
         session.flush()
+        add_pages_before_0011(session, documents)
         # Jobs as revision 0002 knew them: the model has grown columns since.
         jobs = [(new_id("job"), d.id) for d in (open_first, open_again, owned_again)]
         session.execute(
@@ -99,4 +111,29 @@ def test_duplicate_documents_are_merged_into_the_oldest(empty_database_url: str)
     with Session(engine) as session:
         session.add(document("bob", sha256, 0))
         session.commit()
+    engine.dispose()
+
+
+def test_existing_pages_get_their_source_from_the_document_type(empty_database_url: str) -> None:
+    migrate(empty_database_url, "0006")
+    engine = create_engine(empty_database_url)
+    types = {
+        "application/pdf": "text_layer",
+        "text/markdown": "markdown",
+        "text/html": "html",
+        "text/plain": "text",
+    }
+    with Session(engine, expire_on_commit=False) as session:
+        documents = {document(None, f"{index:02x}" * 32, 0, kind): kind for index, kind in enumerate(types)}
+        session.add_all(documents)
+        session.flush()
+        add_pages_before_0011(session, list(documents))
+        session.commit()
+
+    migrate(empty_database_url)
+
+    with Session(engine) as session:
+        rows = session.execute(select(DocumentPage.document_id, DocumentPage.source))
+        sources = {row.document_id: row.source for row in rows}
+        assert sources == {d.id: types[kind] for d, kind in documents.items()}
     engine.dispose()

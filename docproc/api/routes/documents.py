@@ -4,7 +4,16 @@ from fastapi import APIRouter, Form, Response, UploadFile, status
 
 from docproc import service
 from docproc.api.deps import OwnerDep, SessionDep
-from docproc.api.schemas import DocumentOut, Limit, Offset, Page, error_responses
+from docproc.api.schemas import (
+    DocumentOut,
+    Limit,
+    Offset,
+    Page,
+    PageNumber,
+    PageOut,
+    PagesLimit,
+    error_responses,
+)
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=error_responses(401, 422))
 
@@ -43,6 +52,21 @@ def list_documents(
 @router.get("/{document_id}", response_model=DocumentOut, responses=error_responses(404))
 def get_document(document_id: str, session: SessionDep, owner: OwnerDep) -> DocumentOut:
     return DocumentOut.of(service.get_document(session, owner, document_id))
+
+
+@router.get("/{document_id}/pages", response_model=Page[PageOut], responses=error_responses(404))
+def list_pages(
+    document_id: str,
+    session: SessionDep,
+    owner: OwnerDep,
+    first: PageNumber = None,
+    last: PageNumber = None,
+    limit: PagesLimit = 50,
+    offset: Offset = 0,
+) -> Page[PageOut]:
+    """A document's pages in order (numbers from `first` to `last` when given): the text the model reads."""
+    pages, total = service.list_pages(session, owner, document_id, first, last, limit, offset)
+    return Page(data=[PageOut.of(p) for p in pages], total=total, limit=limit, offset=offset)
 
 
 @router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))

@@ -100,7 +100,7 @@ def test_markdown_keeps_its_text_and_syntax(tmp_path: Path) -> None:
     markdown = "# Plan\n\n- **Build** the [ingestion](https://example.com) layer\n- Test it\n\n```\ncode\n```"
     document = extract_bytes(tmp_path, markdown.encode(), "notes.txt")
     assert document.content_type == "text/markdown"
-    assert document.pages == [Page(1, markdown)]
+    assert document.pages == [Page(1, markdown, "markdown")]
 
 
 HTML = """<!DOCTYPE html>
