@@ -626,7 +626,7 @@ function resultView(job, result) {
   }
   if (result.source_pages?.length) {
     nodes.push(
-      h("h2", {}, "Drawn from"),
+      h("h2", {}, "Cited pages"),
       h("ul", { class: "source-pages" }, result.source_pages.map(([first, last]) => h("li", {}, pageLink(docId, first, first === last ? `Page ${first}` : `Pages ${first}–${last}`)))),
     );
   }
