@@ -337,12 +337,18 @@ function documentsTable(list, signal) {
       "table",
       { class: "list" },
       h("caption", { class: "visually-hidden" }, "Your documents"),
-      h("thead", {}, h("tr", {}, ["Select", "Name", "Pages", "Tokens", "Size", "Uploaded", "Actions"].map((name) => h("th", { scope: "col" }, name)))),
+      h("thead", {}, h("tr", {}, ["Select", "Name", "Pages", "Tokens", "Size", "Uploaded", "Actions"].map(headerCell))),
       h("tbody", {}, rows),
     ),
     pager(list, "#/documents"),
     batchForm,
   );
+}
+
+const NUMERIC_COLUMNS = new Set(["Pages", "Tokens", "Size", "Done"]);
+
+function headerCell(name) {
+  return h("th", { scope: "col", class: NUMERIC_COLUMNS.has(name) ? "num" : null }, name);
 }
 
 function pager(list, base) {
@@ -653,7 +659,7 @@ async function batchesScreen(signal, offset = 0) {
         "table",
         { class: "list" },
         h("caption", { class: "visually-hidden" }, "Your batches"),
-        h("thead", {}, h("tr", {}, ["Batch", "Status", "Done", "Created"].map((name) => h("th", { scope: "col" }, name)))),
+        h("thead", {}, h("tr", {}, ["Batch", "Status", "Done", "Created"].map(headerCell))),
         h(
           "tbody",
           {},
@@ -725,7 +731,7 @@ async function batchScreen(id, signal) {
         "table",
         { class: "list" },
         h("caption", { class: "visually-hidden" }, "Requests of the batch"),
-        h("thead", {}, h("tr", {}, ["Request", "Status", "Job"].map((name) => h("th", { scope: "col" }, name)))),
+        h("thead", {}, h("tr", {}, ["Request", "Status", "Job"].map(headerCell))),
         h(
           "tbody",
           {},
