@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
-from docproc import service
+from docproc import service, webui
 from docproc.api.middleware import ApiKeyAuth, RequestLimits, error_response
 from docproc.api.routes import batches, documents, jobs
 from docproc.engine import get_tokenizer
@@ -42,6 +42,7 @@ def create_app() -> FastAPI:
     app.include_router(documents.router)
     app.include_router(jobs.router)
     app.include_router(batches.router)
+    webui.mount(app)  # the web page at /, its assets under /ui
 
     # Every error a client sees has the one envelope: the service's own, FastAPI's validation errors,
     # Starlette's 404/405, and anything unexpected.
