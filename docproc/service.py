@@ -16,7 +16,7 @@ from docproc.engine.base import PAGE_SEPARATOR
 from docproc.errors import ServiceError, describe, field_errors, shorten
 from docproc.ingestion import ParserLimits, ParserSlots, extract
 from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result, is_well_formed_id, utcnow
-from docproc.pipeline import SummarizeOptions
+from docproc.options import SummarizeOptions
 from docproc.settings import get_settings
 from docproc.storage import (
     StagedUpload,
@@ -107,7 +107,7 @@ def _extracted_document(
     )
     # Counted as the engine reads them (docproc.engine.base.Engine.chunks): a job's tokens_total agrees.
     page_texts = [page.text + PAGE_SEPARATOR for page in extracted.pages]
-    token_ids = get_tokenizer()(page_texts, add_special_tokens=False)["input_ids"]
+    token_ids = get_tokenizer().encode_batch(page_texts)
     return Document(
         owner=owner,
         filename=Path(filename or "upload").name[:512],
