@@ -13,7 +13,8 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 
 from docproc import service
-from docproc.api.middleware import ApiKeyAuth, RequestLimits, error_response
+from docproc.api.idempotency import IdempotentSubmits
+from docproc.api.middleware import ApiKeyAuth, RequestLimits, UploadRate, error_response
 from docproc.api.routes import batches, documents, jobs
 from docproc.engine import get_tokenizer
 from docproc.errors import ECHO_CHARS, ServiceError, describe, field_errors
@@ -75,7 +76,10 @@ def create_app() -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    # The last added runs first: the key is checked before the body is read.
+    # The last added runs first: the key is checked before the body is read, and an idempotent submit is
+    # fingerprinted once the limits have passed its body.
+    app.add_middleware(IdempotentSubmits)
+    app.add_middleware(UploadRate)
     app.add_middleware(
         RequestLimits,
         max_header_bytes=settings.max_header_bytes,

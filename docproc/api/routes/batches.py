@@ -48,7 +48,7 @@ def _view(session: Session, batch: Batch) -> BatchOut:
     response_model=BatchOut,
     status_code=status.HTTP_201_CREATED,
     openapi_extra=_BODY_DOC,
-    responses=error_responses(400, 408, 413, 503),
+    responses=error_responses(400, 408, 409, 413, 503),
 )
 async def create_batch(request: Request, session: SessionDep, owner: OwnerDep) -> BatchOut:
     """A batch from JSON `{document_ids, task, options}` or from an uploaded JSONL file (multipart `file`)."""
