@@ -1,5 +1,6 @@
 """ASGI middleware that guards requests before any route runs: the API key first, then the body's size and
-the time the client takes to send it, then the key's upload rate. Pure ASGI, so that nothing reads the body before these checks."""
+the time the client takes to send it, then the key's upload rate. Pure ASGI, so that nothing reads the body
+before these checks."""
 
 import asyncio
 
