@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
 
+from docproc import metrics
 from docproc.db import session_scope
 from docproc.engine import Engine, Stopped
 from docproc.ingestion import Page
@@ -70,6 +71,10 @@ class JobRun(ProgressReporter):
         self.cancelled = False
         self._lost = False
         self._finished = threading.Event()
+        # Reading speed in this run (a resumed job starts part way): tokens and seconds from `started` to the
+        # latest `advanced`.
+        self._read_from = (0, time.monotonic())
+        self._read = (0, 0.0)
         self._watcher = threading.Thread(target=self._watch, name=f"watch-{job_id}", daemon=True)
 
     def __enter__(self) -> "JobRun":
@@ -130,10 +135,13 @@ class JobRun(ProgressReporter):
             return job
 
     def started(self, tokens_total: int) -> None:
-        self._owned_update(tokens_total=tokens_total)
+        job = self._owned_update(tokens_total=tokens_total)
+        self._read_from = (job.tokens_done, time.monotonic())
 
     def advanced(self, tokens_done: int) -> None:
         self._owned_update(tokens_done=tokens_done)
+        tokens_from, time_from = self._read_from
+        self._read = (tokens_done - tokens_from, time.monotonic() - time_from)
 
     def finish(
         self, status: JobStatus, *, error: tuple[str, str] | None = None, result: Result | None = None
@@ -152,6 +160,24 @@ class JobRun(ProgressReporter):
             if result is not None:
                 result.job_id = job.id
                 session.merge(result)
+            task, created_at, started_at, finished_at = (
+                job.task,
+                job.created_at,
+                job.started_at,
+                job.finished_at,
+            )
+        metrics.JOBS_FINISHED.inc(task=task, status=status.value)
+        if started_at is not None:
+            metrics.QUEUE_SECONDS.observe((started_at - created_at).total_seconds(), task=task)
+            metrics.RUN_SECONDS.observe((finished_at - started_at).total_seconds(), task=task)
+        if result is not None:
+            metrics.TOKENS_READ.inc(result.input_tokens, task=task)
+            metrics.TOKENS_GENERATED.inc(result.output_tokens, task=task)
+        tokens, seconds = self._read
+        if tokens > 0 and seconds > 0:
+            metrics.PREFILL_TOKENS.inc(tokens)
+            metrics.PREFILL_SECONDS.inc(seconds)
+            metrics.PREFILL_TOKENS_PER_S.observe(tokens / seconds)
 
 
 def job_workspace(job_id: str, document_id: str) -> Workspace:

@@ -11,6 +11,7 @@ from sqlalchemy import Select, false, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from docproc import metrics
 from docproc.db import session_scope
 from docproc.engine import get_tokenizer
 from docproc.engine.base import PAGE_SEPARATOR
@@ -65,7 +66,12 @@ def add_document(
     try:
         if (existing := _find_document(session, owner, staged.sha256)) is not None:
             return existing, False
-        document = _extracted_document(owner, filename, staged, password)
+        try:
+            document = _extracted_document(owner, filename, staged, password)
+        except ServiceError as exc:
+            metrics.INGESTION_FAILURES.inc(code=exc.code)
+            raise
+        metrics.INGESTED_PAGES.inc(document.page_count, content_type=document.content_type)
         try:
             with session.begin_nested():
                 session.add(document)
