@@ -160,19 +160,17 @@ class JobRun(ProgressReporter):
             if result is not None:
                 result.job_id = job.id
                 session.merge(result)
-            task, created_at, started_at, finished_at = (
-                job.task,
-                job.created_at,
-                job.started_at,
-                job.finished_at,
-            )
-        metrics.JOBS_FINISHED.inc(task=task, status=status.value)
-        if started_at is not None:
-            metrics.QUEUE_SECONDS.observe((started_at - created_at).total_seconds(), task=task)
-            metrics.RUN_SECONDS.observe((finished_at - started_at).total_seconds(), task=task)
+        self._record(job, result)
+
+    def _record(self, job: Job, result: Result | None) -> None:
+        """Metrics of the ended job (its row was loaded before the commit, so it reads without a query)."""
+        metrics.JOBS_FINISHED.inc(task=job.task, status=job.status.value)
+        if job.started_at is not None and job.finished_at is not None:
+            metrics.QUEUE_SECONDS.observe((job.started_at - job.created_at).total_seconds(), task=job.task)
+            metrics.RUN_SECONDS.observe((job.finished_at - job.started_at).total_seconds(), task=job.task)
+        metrics.TOKENS_READ.inc(job.tokens_done, task=job.task)
         if result is not None:
-            metrics.TOKENS_READ.inc(result.input_tokens, task=task)
-            metrics.TOKENS_GENERATED.inc(result.output_tokens, task=task)
+            metrics.TOKENS_GENERATED.inc(result.output_tokens, task=job.task)
         tokens, seconds = self._read
         if tokens > 0 and seconds > 0:
             metrics.PREFILL_TOKENS.inc(tokens)
