@@ -1,0 +1,185 @@
+"""Submit latency: POST /v1/jobs p50/p99 at several concurrencies, idle workers, PostgreSQL and Redis.
+
+Runs each variant in turn in one invocation, so that they share the machine's conditions: `before` is
+the API of a git revision (default `main`, unpacked with `git archive`), `after` this checkout's. Each
+variant gets its own Redis (like CI's: nothing on disk), a fresh PostgreSQL database, the API and one worker
+that is up but idle (it listens on the batch queue only, and the lost-job sweep is pushed out of the run),
+so that what is measured is the submit path. Every client keeps one connection, as a client library does.
+
+    python bench/load/submit_latency.py --clients 1,16,50 --requests 800
+    python bench/load/submit_latency.py --api-processes 2      # the API as several uvicorn processes
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load_test import NOTE, REPO, Redis, free_port, percentile  # noqa: E402
+
+REDIS_DB = 5
+
+
+def measure(base_url: str, document_id: str, clients: int, requests: int) -> list[float]:
+    """Latencies (ms) of `requests` submits from `clients` concurrent clients."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    per_client = max(1, requests // clients)
+
+    def client_loop(_: int) -> None:
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            body = {"document_id": document_id, "options": {"max_words": 10}}
+            own: list[float] = []
+            for _ in range(per_client):
+                started = time.perf_counter()
+                response = client.post("/v1/jobs", json=body)
+                own.append((time.perf_counter() - started) * 1000)
+                assert response.status_code == 201, response.text
+            with lock:
+                latencies.extend(own)
+
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client_loop, range(clients)))
+    return latencies
+
+
+def run_variant(
+    name: str, source: Path, args: argparse.Namespace, work: Path
+) -> dict[int, tuple[float, float, float]]:
+    redis = Redis(free_port(), work / f"{name}-redis.log")
+    redis.start()
+    database = f"docproc_latency_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.postgres, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCPROC_")} | {
+        "DOCPROC_DATA_DIR": str(work / f"{name}-data"),
+        "DOCPROC_DATABASE_URL": args.postgres.rsplit("/", 1)[0].replace(
+            "postgresql://", "postgresql+psycopg://"
+        )
+        + f"/{database}",
+        "DOCPROC_BROKER_URL": f"redis://127.0.0.1:{redis.port}/{REDIS_DB}",
+        "DOCPROC_MODELS_DIR": str(args.models_dir),
+        "DOCPROC_QUEUE_RESEND_GRACE_S": "86400",
+        "PYTHONPATH": str(source),
+        "PYTHONUNBUFFERED": "1",
+    }
+    port = free_port()
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def spawn(log_name: str, *command: str) -> None:
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, *command],
+                env=env,
+                cwd=source,
+                stdout=(work / f"{name}-{log_name}.log").open("wb"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+
+    try:
+        spawn("migrate", "-m", "docproc.cli", "db", "upgrade")
+        processes[-1].wait()
+        if args.api_processes > 1 and name == "after":
+            spawn(
+                "api",
+                "-m",
+                "uvicorn",
+                "docproc.api.app:create_app",
+                "--factory",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.api_processes),
+                "--http",
+                "h11",
+            )
+        else:
+            spawn("api", "-m", "docproc.cli", "serve", "--port", str(port))
+        spawn("worker", "-m", "docproc.cli", "worker", "--concurrency", "1", "--queues", "batch")
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{base_url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, f"the API did not start; see {work}"
+                time.sleep(0.3)
+        with httpx.Client(base_url=base_url, timeout=60) as client:
+            document_id = client.post("/v1/documents", files={"file": ("note.txt", NOTE)}).json()["id"]
+        measure(base_url, document_id, 4, 100)  # warm-up: connections, pools, caches
+        results = {}
+        for clients in args.clients:
+            latencies = measure(base_url, document_id, clients, max(args.requests, clients * 4))
+            results[clients] = (percentile(latencies, 50), percentile(latencies, 99), len(latencies))
+            p50, p99, _ = results[clients]
+            print(f"{name}: {clients} clients: p50 {p50:.1f} ms, p99 {p99:.1f} ms", flush=True)
+        return results
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, 15)
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+        redis.shutdown_nosave()
+        with psycopg.connect(args.postgres, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", default="1,16,50", help="concurrency levels, comma-separated")
+    parser.add_argument("--requests", type=int, default=800, help="submits per level (at least 4 per client)")
+    parser.add_argument("--baseline", default="main", help="git revision measured as `before`")
+    parser.add_argument("--api-processes", type=int, default=1, help="uvicorn processes of the `after` API")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("DOCPROC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
+    parser.add_argument(
+        "--models-dir", type=Path, default=Path.home() / ".cache" / "docproc-tests" / "models"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
+    args = parser.parse_args()
+    args.clients = [int(n) for n in args.clients.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="docproc-latency-"))
+    baseline = work / "baseline"
+    baseline.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", args.baseline], cwd=REPO, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+    try:
+        before = run_variant("before", baseline, args, work)
+        after = run_variant("after", REPO, args, work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    after_label = f"after ({args.api_processes} API processes)" if args.api_processes > 1 else "after"
+    print(f"\n| clients | before ({args.baseline}) p50 / p99 ms | {after_label} p50 / p99 ms | submits |")
+    print("|---:|---:|---:|---:|")
+    for clients in args.clients:
+        b, a = before[clients], after[clients]
+        print(f"| {clients} | {b[0]:.1f} / {b[1]:.1f} | {a[0]:.1f} / {a[1]:.1f} | {a[2]} |")
+
+
+if __name__ == "__main__":
+    main()
