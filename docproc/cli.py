@@ -160,6 +160,7 @@ def serve(host: str, port: int, with_worker: bool) -> None:
                     # h11, not httptools: it bounds the request line and headers (httptools reads any size).
                     http="h11",
                     h11_max_incomplete_event_size=get_settings().max_header_bytes,
+                    workers=get_settings().api_processes,
                 )
         except Interrupted as stop:
             sys.exit(128 + stop.signum)

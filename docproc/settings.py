@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # are found on the queue and left alone; a lost job waits this long plus at most job_lease_s / 2.
     queue_resend_grace_s: float = 120.0
     worker_concurrency: int = 1
+    # uvicorn processes of `docproc serve`: the API imports no model code, so each costs little memory, and
+    # several use several cores (one event loop and GIL each).
+    api_processes: int = Field(1, ge=1)
     # How long a stopping `docproc summarize` / `serve --with-worker` waits for its job to stop at the next
     # chunk and for its worker to exit before killing it.
     stop_timeout_s: float = 120.0

@@ -1,8 +1,9 @@
 """Submit latency: POST /v1/jobs p50/p99 at several concurrencies, idle workers, PostgreSQL and Redis.
 
-Runs each variant in turn in one invocation, so that they share the machine's conditions: `before` is
-the API of a git revision (default `main`, unpacked with `git archive`), `after` this checkout's. Each
-variant gets its own Redis (like CI's: nothing on disk), a fresh PostgreSQL database, the API and one worker
+Both variants run side by side in one invocation and are measured in turns (before, after, before, ...,
+`--rounds` times per level), so that they share the machine's conditions: `before` is the API of a git
+revision (default `main`, unpacked with `git archive`), `after` this checkout's. Each variant gets its own
+Redis (like CI's: nothing on disk), a fresh PostgreSQL database, the API and one worker
 that is up but idle (it listens on the batch queue only, and the lost-job sweep is pushed out of the run),
 so that what is measured is the submit path. Every client keeps one connection, as a client library does.
 
@@ -11,6 +12,7 @@ so that what is measured is the submit path. Every client keeps one connection, 
 """
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -19,6 +21,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,9 +58,9 @@ def measure(base_url: str, document_id: str, clients: int, requests: int) -> lis
     return latencies
 
 
-def run_variant(
-    name: str, source: Path, args: argparse.Namespace, work: Path
-) -> dict[int, tuple[float, float, float]]:
+@contextlib.contextmanager
+def variant(name: str, source: Path, args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str]]:
+    """A running API (and idle worker) of `source`: yields its URL and a document id to submit jobs for."""
     redis = Redis(free_port(), work / f"{name}-redis.log")
     redis.start()
     database = f"docproc_latency_{uuid.uuid4().hex[:8]}"
@@ -71,6 +75,7 @@ def run_variant(
         "DOCPROC_BROKER_URL": f"redis://127.0.0.1:{redis.port}/{REDIS_DB}",
         "DOCPROC_MODELS_DIR": str(args.models_dir),
         "DOCPROC_QUEUE_RESEND_GRACE_S": "86400",
+        "DOCPROC_API_PROCESSES": str(args.api_processes),  # read by `after` only (a new setting)
         "PYTHONPATH": str(source),
         "PYTHONUNBUFFERED": "1",
     }
@@ -92,22 +97,7 @@ def run_variant(
     try:
         spawn("migrate", "-m", "docproc.cli", "db", "upgrade")
         processes[-1].wait()
-        if args.api_processes > 1 and name == "after":
-            spawn(
-                "api",
-                "-m",
-                "uvicorn",
-                "docproc.api.app:create_app",
-                "--factory",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.api_processes),
-                "--http",
-                "h11",
-            )
-        else:
-            spawn("api", "-m", "docproc.cli", "serve", "--port", str(port))
+        spawn("api", "-m", "docproc.cli", "serve", "--port", str(port))
         spawn("worker", "-m", "docproc.cli", "worker", "--concurrency", "1", "--queues", "batch")
         base_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -121,13 +111,7 @@ def run_variant(
         with httpx.Client(base_url=base_url, timeout=60) as client:
             document_id = client.post("/v1/documents", files={"file": ("note.txt", NOTE)}).json()["id"]
         measure(base_url, document_id, 4, 100)  # warm-up: connections, pools, caches
-        results = {}
-        for clients in args.clients:
-            latencies = measure(base_url, document_id, clients, max(args.requests, clients * 4))
-            results[clients] = (percentile(latencies, 50), percentile(latencies, 99), len(latencies))
-            p50, p99, _ = results[clients]
-            print(f"{name}: {clients} clients: p50 {p50:.1f} ms, p99 {p99:.1f} ms", flush=True)
-        return results
+        yield base_url, document_id
     finally:
         for process in processes:
             if process.poll() is None:
@@ -157,6 +141,7 @@ def main() -> None:
     parser.add_argument(
         "--models-dir", type=Path, default=Path.home() / ".cache" / "docproc-tests" / "models"
     )
+    parser.add_argument("--rounds", type=int, default=4, help="turns per level, alternating the variants")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     args = parser.parse_args()
     args.clients = [int(n) for n in args.clients.split(",")]
@@ -167,18 +152,36 @@ def main() -> None:
         ["git", "archive", args.baseline], cwd=REPO, check=True, capture_output=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
+    latencies: dict[tuple[str, int], list[float]] = defaultdict(list)
     try:
-        before = run_variant("before", baseline, args, work)
-        after = run_variant("after", REPO, args, work)
+        with contextlib.ExitStack() as stack:
+            running = {
+                "before": stack.enter_context(variant("before", baseline, args, work)),
+                "after": stack.enter_context(variant("after", REPO, args, work)),
+            }
+            for clients in args.clients:
+                for _ in range(args.rounds):
+                    for name, (base_url, document_id) in running.items():
+                        requests = max(args.requests // args.rounds, clients * 4)
+                        latencies[name, clients] += measure(base_url, document_id, clients, requests)
+                for name in running:
+                    values = latencies[name, clients]
+                    p50, p99 = percentile(values, 50), percentile(values, 99)
+                    print(f"{name}: {clients} clients: p50 {p50:.1f} ms, p99 {p99:.1f} ms", flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     after_label = f"after ({args.api_processes} API processes)" if args.api_processes > 1 else "after"
-    print(f"\n| clients | before ({args.baseline}) p50 / p99 ms | {after_label} p50 / p99 ms | submits |")
+    print(
+        f"\n| clients | before ({args.baseline}) p50 / p99 ms | {after_label} p50 / p99 ms | submits each |"
+    )
     print("|---:|---:|---:|---:|")
     for clients in args.clients:
-        b, a = before[clients], after[clients]
-        print(f"| {clients} | {b[0]:.1f} / {b[1]:.1f} | {a[0]:.1f} / {a[1]:.1f} | {a[2]} |")
+        b, a = latencies["before", clients], latencies["after", clients]
+        print(
+            f"| {clients} | {percentile(b, 50):.1f} / {percentile(b, 99):.1f} "
+            f"| {percentile(a, 50):.1f} / {percentile(a, 99):.1f} | {len(a)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -46,9 +46,10 @@ def owner_for(authorization: bytes | None, keys: list[str]) -> str | None:
     )
 
 
-def get_owner(
+async def get_owner(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 ) -> str | None:
+    # Async: a plain read needs no hop to a worker thread.
     return request.state.owner
 
 
