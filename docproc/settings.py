@@ -96,9 +96,10 @@ class Settings(BaseSettings):
     stop_timeout_s: float = 120.0
 
     # An Idempotency-Key on POST /v1/documents, /v1/jobs and /v1/batches is remembered this long, with the
-    # response it got; a duplicate sent while the first request runs waits up to idempotency_wait_s for it.
+    # response it got; a duplicate sent while the first request runs waits up to idempotency_wait_s for it
+    # (longer than an upload may take: a key in flight for longer is taken to be abandoned).
     idempotency_ttl_s: float = Field(24 * 3600.0, gt=0)
-    idempotency_wait_s: float = Field(60.0, gt=0)
+    idempotency_wait_s: float = Field(300.0, gt=0)
     # Documents, jobs (with their results) and batches are deleted, with every file they own, this many days
     # after they were created (the workers' sweep); None keeps them until deleted.
     retention_days: float | None = Field(None, gt=0)
