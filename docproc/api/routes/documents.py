@@ -1,9 +1,9 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Response, UploadFile, status
+from fastapi import APIRouter, Depends, Form, Response, UploadFile, status
 
 from docproc import service
-from docproc.api.deps import OwnerDep, SessionDep
+from docproc.api.deps import OwnerDep, SessionDep, declare_idempotency_key
 from docproc.api.schemas import DocumentOut, Limit, Offset, Page, error_responses
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=error_responses(401, 422))
@@ -13,6 +13,7 @@ router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=error_r
     "",
     response_model=DocumentOut,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(declare_idempotency_key)],
     responses={200: {"model": DocumentOut, "description": "The owner already uploaded this file."}}
     | error_responses(400, 408, 409, 413, 415, 429, 503),
 )

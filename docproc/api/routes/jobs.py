@@ -1,11 +1,11 @@
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from fastapi.concurrency import run_in_threadpool
 
 from docproc import service
-from docproc.api.deps import OwnerDep, SessionDep
+from docproc.api.deps import OwnerDep, SessionDep, declare_idempotency_key
 from docproc.api.schemas import JobIn, JobOut, Limit, Offset, Page, ResultOut, error_responses
 from docproc.db import session_scope
 from docproc.models import JobStatus
@@ -20,6 +20,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(4
     "",
     response_model=JobOut,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(declare_idempotency_key)],
     responses=error_responses(400, 404, 408, 409, 413, 429, 503),
 )
 async def create_job(body: JobIn, owner: OwnerDep) -> JobOut:
