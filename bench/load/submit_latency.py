@@ -27,12 +27,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_test import NOTE, REPO, Redis, free_port, percentile  # noqa: E402
 
 REDIS_DB = 5
+
+
+def api_cpu_s(api: psutil.Process) -> float:
+    """CPU seconds of the API, its uvicorn processes included: unlike latency, hardly moved by other load."""
+    processes = [api, *api.children(recursive=True)]
+    return sum(sum(p.cpu_times()[:2]) for p in processes if p.is_running())
 
 
 def measure(base_url: str, document_id: str, clients: int, requests: int) -> list[float]:
@@ -59,8 +66,11 @@ def measure(base_url: str, document_id: str, clients: int, requests: int) -> lis
 
 
 @contextlib.contextmanager
-def variant(name: str, source: Path, args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str]]:
-    """A running API (and idle worker) of `source`: yields its URL and a document id to submit jobs for."""
+def variant(
+    name: str, source: Path, args: argparse.Namespace, work: Path
+) -> Iterator[tuple[str, str, psutil.Process]]:
+    """A running API (and idle worker) of `source`: yields its URL, a document id to submit jobs for and the
+    API's process."""
     redis = Redis(free_port(), work / f"{name}-redis.log")
     redis.start()
     database = f"docproc_latency_{uuid.uuid4().hex[:8]}"
@@ -111,7 +121,7 @@ def variant(name: str, source: Path, args: argparse.Namespace, work: Path) -> It
         with httpx.Client(base_url=base_url, timeout=60) as client:
             document_id = client.post("/v1/documents", files={"file": ("note.txt", NOTE)}).json()["id"]
         measure(base_url, document_id, 4, 100)  # warm-up: connections, pools, caches
-        yield base_url, document_id
+        yield base_url, document_id, psutil.Process(processes[1].pid)
     finally:
         for process in processes:
             if process.poll() is None:
@@ -153,6 +163,7 @@ def main() -> None:
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
     latencies: dict[tuple[str, int], list[float]] = defaultdict(list)
+    cpu_ms: dict[tuple[str, int], float] = defaultdict(float)
     try:
         with contextlib.ExitStack() as stack:
             running = {
@@ -161,9 +172,11 @@ def main() -> None:
             }
             for clients in args.clients:
                 for _ in range(args.rounds):
-                    for name, (base_url, document_id) in running.items():
+                    for name, (base_url, document_id, api) in running.items():
                         requests = max(args.requests // args.rounds, clients * 4)
+                        cpu_before = api_cpu_s(api)
                         latencies[name, clients] += measure(base_url, document_id, clients, requests)
+                        cpu_ms[name, clients] += (api_cpu_s(api) - cpu_before) * 1000
                 for name in running:
                     values = latencies[name, clients]
                     p50, p99 = percentile(values, 50), percentile(values, 99)
