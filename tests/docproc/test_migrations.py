@@ -38,6 +38,20 @@ JOBS_AT_0002 = table(
 )
 
 
+DOCUMENTS_AT_0002 = table(
+    "documents",
+    *(column(name) for name in ("id", "owner", "filename", "content_type", "sha256", "size_bytes")),
+    column("page_count", Integer),
+    column("tokens", Integer),
+    column("created_at", UTCDateTime),
+)
+PAGES_AT_0002 = table("document_pages", column("document_id"), column("number"), column("text"))
+
+
+def document_at_0002(row: Document) -> dict[str, object]:
+    return {c.name: getattr(row, c.name) for c in DOCUMENTS_AT_0002.columns}
+
+
 def document(owner: str | None, sha256: str, age_s: int) -> Document:
     return Document(
         owner=owner,
@@ -60,8 +74,15 @@ def test_duplicate_documents_are_merged_into_the_oldest(empty_database_url: str)
         open_first, open_again = document(None, sha256, 60), document(None, sha256, 30)
         owned_first, owned_again = document("alice", sha256, 20), document("alice", sha256, 10)
         other_content = document(None, "cd" * 32, 5)
-        session.add_all([open_first, open_again, owned_first, owned_again, other_content])
-        session.flush()
+        # Documents as revision 0002 knew them: the model has grown columns since (expires_at).
+        documents = [open_first, open_again, owned_first, owned_again, other_content]
+        for row in documents:
+            row.id = new_id("doc")
+        session.execute(DOCUMENTS_AT_0002.insert(), [document_at_0002(row) for row in documents])
+        session.execute(
+            PAGES_AT_0002.insert(),
+            [{"document_id": d.id, "number": p.number, "text": p.text} for d in documents for p in d.pages],
+        )
         # Jobs as revision 0002 knew them: the model has grown columns since.
         jobs = [(new_id("job"), d.id) for d in (open_first, open_again, owned_again)]
         session.execute(
