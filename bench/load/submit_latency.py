@@ -186,14 +186,16 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     after_label = f"after ({args.api_processes} API processes)" if args.api_processes > 1 else "after"
     print(
-        f"\n| clients | before ({args.baseline}) p50 / p99 ms | {after_label} p50 / p99 ms | submits each |"
+        f"\n| clients | before ({args.baseline}) p50 / p99 ms | {after_label} p50 / p99 ms "
+        "| API CPU ms per submit, before / after | submits each |"
     )
-    print("|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|")
     for clients in args.clients:
         b, a = latencies["before", clients], latencies["after", clients]
+        cpu_b, cpu_a = cpu_ms["before", clients] / len(b), cpu_ms["after", clients] / len(a)
         print(
             f"| {clients} | {percentile(b, 50):.1f} / {percentile(b, 99):.1f} "
-            f"| {percentile(a, 50):.1f} / {percentile(a, 99):.1f} | {len(a)} |"
+            f"| {percentile(a, 50):.1f} / {percentile(a, 99):.1f} | {cpu_b:.2f} / {cpu_a:.2f} | {len(a)} |"
         )
 
 
