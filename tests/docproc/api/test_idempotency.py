@@ -8,19 +8,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import SAMPLE_PDF, Service
+from tests.conftest import SAMPLE_PDF, Service, fresh_postgres_database
 from tests.docproc.api.conftest import start_api
 
 CONCURRENT = 16
 
 
 @pytest.fixture(scope="module")
-def api(
-    tmp_path_factory: pytest.TempPathFactory, postgres_database: str, default_model: Path
-) -> Iterator[Service]:
-    service = start_api(postgres_database, tmp_path_factory.mktemp("idempotency"))
-    yield service
-    service.stop()
+def api(tmp_path_factory: pytest.TempPathFactory, default_model: Path) -> Iterator[Service]:
+    # A database of its own: the jobs it leaves queued are no other test's worker's to run.
+    with fresh_postgres_database("docproc_idempotency") as database_url:
+        service = start_api(database_url, tmp_path_factory.mktemp("idempotency"))
+        yield service
+        service.stop()
 
 
 def upload(client: httpx.Client, key: str, content: bytes = SAMPLE_PDF.read_bytes()) -> httpx.Response:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Service
+from tests.conftest import Service, fresh_postgres_database
 from tests.docproc.api.conftest import start_api
 
 UPLOADS_PER_MINUTE = 3
@@ -14,17 +14,17 @@ ACTIVE_JOBS = 2
 
 
 @pytest.fixture(scope="module")
-def api(
-    tmp_path_factory: pytest.TempPathFactory, postgres_database: str, default_model: Path
-) -> Iterator[Service]:
-    service = start_api(
-        postgres_database,
-        tmp_path_factory.mktemp("quotas"),
-        DOCPROC_MAX_UPLOADS_PER_MINUTE=str(UPLOADS_PER_MINUTE),
-        DOCPROC_MAX_ACTIVE_JOBS_PER_KEY=str(ACTIVE_JOBS),
-    )
-    yield service
-    service.stop()
+def api(tmp_path_factory: pytest.TempPathFactory, default_model: Path) -> Iterator[Service]:
+    # A database of its own: the jobs it leaves queued are no other test's worker's to run.
+    with fresh_postgres_database("docproc_quotas") as database_url:
+        service = start_api(
+            database_url,
+            tmp_path_factory.mktemp("quotas"),
+            DOCPROC_MAX_UPLOADS_PER_MINUTE=str(UPLOADS_PER_MINUTE),
+            DOCPROC_MAX_ACTIVE_JOBS_PER_KEY=str(ACTIVE_JOBS),
+        )
+        yield service
+        service.stop()
 
 
 def notes() -> dict[str, tuple[str, bytes]]:
