@@ -139,7 +139,7 @@ def create_batch(session: Session, owner: str | None, items: Sequence[ItemSpec |
         raise service.ServiceError(
             422, "batch_too_large", f"A batch holds at most {MAX_BATCH_ITEMS} requests, not {len(items)}."
         )
-    batch = Batch(owner=owner)
+    batch = Batch(owner=owner, expires_at=service.expiry())
     session.add(batch)
     session.flush()
     errors: list[LineError] = []
@@ -333,7 +333,7 @@ def result_line(
         "job_id": job_id,
         "document_id": document_id,
         "status": status,
-        "result": ResultOut.of(result).model_dump(mode="json") if result is not None else None,
+        "result": ResultOut.model_validate(result).model_dump(mode="json") if result is not None else None,
         "error": {"code": error["code"], "message": error["message"]} if error else None,
     }
     return json.dumps(line, ensure_ascii=False).encode() + b"\n"

@@ -147,6 +147,15 @@ def broker_url(settings: Settings | None = None) -> str:
     return f"redis+socket://{_embedded_redis(settings.data_dir)}"
 
 
+@cache
+def redis_client() -> redis.Redis:
+    """The broker's Redis, for what the service keeps there besides the queue: quotas, metrics, heartbeats."""
+    url = broker_url()
+    if url.startswith("redis+socket://"):
+        return redis.Redis(unix_socket_path=url.removeprefix("redis+socket://"), socket_timeout=5)
+    return redis.Redis.from_url(url, socket_timeout=5)
+
+
 def _reap(data_dir: Path) -> None:
     """Wait until no docproc process uses the data dir's server, then stop it."""
     server = EmbeddedRedis(data_dir)

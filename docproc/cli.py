@@ -160,6 +160,7 @@ def serve(host: str, port: int, with_worker: bool) -> None:
                     # h11, not httptools: it bounds the request line and headers (httptools reads any size).
                     http="h11",
                     h11_max_incomplete_event_size=get_settings().max_header_bytes,
+                    workers=get_settings().api_processes,
                 )
         except Interrupted as stop:
             sys.exit(128 + stop.signum)
@@ -429,9 +430,9 @@ def _job_view(job_id: str) -> dict:
 
     with session_scope() as session:
         job = service.get_job(session, None, job_id)
-        view = JobOut.of(job).model_dump(mode="json")
+        view = JobOut.model_validate(job).model_dump(mode="json")
         if job.result is not None:
-            view["result"] = ResultOut.of(job.result).model_dump(mode="json")
+            view["result"] = ResultOut.model_validate(job.result).model_dump(mode="json")
         return view
 
 
@@ -504,7 +505,7 @@ def documents(context: click.Context, limit: int, as_json: bool) -> None:
     with session_scope() as session:
         rows, total = service.list_documents(session, None, limit, 0)
         if as_json:
-            _echo_json([DocumentOut.of(d).model_dump(mode="json") for d in rows])
+            _echo_json([DocumentOut.model_validate(d).model_dump(mode="json") for d in rows])
             return
         for d in rows:
             click.echo(f"{d.id}  {d.page_count:>5} pages  {d.tokens:>8} tokens  {d.filename}")
@@ -538,7 +539,7 @@ def jobs(status_: str | None, document_id: str | None, limit: int, as_json: bool
         rows, total = service.list_jobs(
             session, None, limit, 0, document_id, JobStatus(status_) if status_ else None
         )
-        views = [JobOut.of(job) for job in rows]
+        views = [JobOut.model_validate(job) for job in rows]
     if as_json:
         _echo_json([view.model_dump(mode="json") for view in views])
         return
@@ -558,7 +559,7 @@ def result(job_id: str, as_json: bool) -> None:
     from docproc.db import session_scope
 
     with session_scope() as session:
-        view = ResultOut.of(service.get_result(session, None, job_id))
+        view = ResultOut.model_validate(service.get_result(session, None, job_id))
     if as_json:
         _echo_json(view.model_dump(mode="json"))
     else:

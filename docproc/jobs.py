@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
 
+from docproc import metrics
 from docproc.db import session_scope
 from docproc.engine import Engine, Stopped
 from docproc.ingestion import Page
@@ -70,6 +71,10 @@ class JobRun(ProgressReporter):
         self.cancelled = False
         self._lost = False
         self._finished = threading.Event()
+        # Reading speed in this run (a resumed job starts part way): tokens and seconds from `started` to the
+        # latest `advanced`.
+        self._read_from = (0, time.monotonic())
+        self._read = (0, 0.0)
         self._watcher = threading.Thread(target=self._watch, name=f"watch-{job_id}", daemon=True)
 
     def __enter__(self) -> "JobRun":
@@ -130,10 +135,13 @@ class JobRun(ProgressReporter):
             return job
 
     def started(self, tokens_total: int) -> None:
-        self._owned_update(tokens_total=tokens_total)
+        job = self._owned_update(tokens_total=tokens_total)
+        self._read_from = (job.tokens_done, time.monotonic())
 
     def advanced(self, tokens_done: int) -> None:
         self._owned_update(tokens_done=tokens_done)
+        tokens_from, time_from = self._read_from
+        self._read = (tokens_done - tokens_from, time.monotonic() - time_from)
 
     def finish(
         self, status: JobStatus, *, error: tuple[str, str] | None = None, result: Result | None = None
@@ -152,6 +160,22 @@ class JobRun(ProgressReporter):
             if result is not None:
                 result.job_id = job.id
                 session.merge(result)
+        self._record(job, result)
+
+    def _record(self, job: Job, result: Result | None) -> None:
+        """Metrics of the ended job (its row was loaded before the commit, so it reads without a query)."""
+        metrics.JOBS_FINISHED.inc(task=job.task, status=job.status.value)
+        if job.started_at is not None and job.finished_at is not None:
+            metrics.QUEUE_SECONDS.observe((job.started_at - job.created_at).total_seconds(), task=job.task)
+            metrics.RUN_SECONDS.observe((job.finished_at - job.started_at).total_seconds(), task=job.task)
+        metrics.TOKENS_READ.inc(job.tokens_done, task=job.task)
+        if result is not None:
+            metrics.TOKENS_GENERATED.inc(result.output_tokens, task=job.task)
+        tokens, seconds = self._read
+        if tokens > 0 and seconds > 0:
+            metrics.PREFILL_TOKENS.inc(tokens)
+            metrics.PREFILL_SECONDS.inc(seconds)
+            metrics.PREFILL_TOKENS_PER_S.observe(tokens / seconds)
 
 
 def job_workspace(job_id: str, document_id: str) -> Workspace:

@@ -94,6 +94,8 @@ class Document(Base):
     page_count: Mapped[int] = mapped_column(Integer)
     tokens: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Retention: the sweep deletes the document, its pages, blob and states after this (None: kept).
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
 
     pages: Mapped[list["DocumentPage"]] = relationship(
         back_populates="document", cascade="all, delete-orphan", order_by="DocumentPage.number"
@@ -149,8 +151,19 @@ class Job(Base):
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
     custom_id: Mapped[str | None] = mapped_column(String(256))
     batch_line: Mapped[int | None] = mapped_column(Integer)
+    # Retention: the sweep deletes the finished job, its result and states after this (None: kept). A batch's
+    # items go with their batch.
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
 
     result: Mapped["Result | None"] = relationship(back_populates="job", cascade="all, delete-orphan")
+
+    @property
+    def progress(self) -> dict[str, int]:
+        return {"tokens_done": self.tokens_done, "tokens_total": self.tokens_total}
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        return {"code": self.error_code, "message": self.error_message or ""} if self.error_code else None
 
 
 class Result(Base):
@@ -172,6 +185,10 @@ class Result(Base):
 
     job: Mapped[Job] = relationship(back_populates="result")
 
+    @property
+    def usage(self) -> dict[str, int]:
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+
 
 class Batch(Base):
     """Many jobs submitted together. Its status and counts are derived from its jobs (docproc.batches)."""
@@ -186,3 +203,29 @@ class Batch(Base):
     # When the input was validated and its items queued.
     in_progress_at: Mapped[datetime | None]
     cancelling_at: Mapped[datetime | None]
+    # Retention: the sweep deletes the batch and its items once all are finished and this has passed.
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class IdempotencyKey(Base):
+    """A submit's Idempotency-Key and the response it got, replayed for the same request with the same key.
+
+    The row is inserted before the request runs: the unique index lets one of many concurrent duplicates run
+    while the others wait for its response. status_code is None while it runs.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        Index("uq_idempotency_keys_owner_key", text("coalesce(owner, '')"), "key", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    # sha256 of the method, path and body: the same key with another request is a conflict.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    content_type: Mapped[str | None] = mapped_column(String(128))
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -2,6 +2,7 @@
 
 import logging
 import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -10,13 +11,14 @@ from sqlalchemy import Select, false, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from docproc import metrics
 from docproc.db import session_scope
 from docproc.engine import get_tokenizer
 from docproc.engine.base import PAGE_SEPARATOR
 from docproc.errors import ServiceError, describe, field_errors, shorten
 from docproc.ingestion import OcrMode, ParserLimits, ParserSlots, extract
 from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result, is_well_formed_id, utcnow
-from docproc.pipeline import SummarizeOptions
+from docproc.options import SummarizeOptions
 from docproc.settings import get_settings
 from docproc.storage import (
     StagedUpload,
@@ -35,6 +37,12 @@ TASKS = {"summarize": SummarizeOptions}
 ORPHAN_QUERY_BATCH = 10_000
 
 Owned = TypeVar("Owned", Document, Job, Batch)
+
+
+def expiry() -> datetime | None:
+    """When something created now expires under DOCPROC_RETENTION_DAYS; None: it is kept."""
+    days = get_settings().retention_days
+    return utcnow() + timedelta(days=days) if days is not None else None
 
 
 def not_found(kind: str, item_id: str) -> ServiceError:
@@ -63,7 +71,12 @@ def add_document(
     try:
         if (existing := _find_document(session, owner, staged.sha256)) is not None:
             return existing, False
-        document = _extracted_document(owner, filename, staged, password, ocr)
+        try:
+            document = _extracted_document(owner, filename, staged, password, ocr)
+        except ServiceError as exc:
+            metrics.INGESTION_FAILURES.inc(code=exc.code)
+            raise
+        metrics.INGESTED_PAGES.inc(document.page_count, content_type=document.content_type)
         try:
             with session.begin_nested():
                 session.add(document)
@@ -115,7 +128,7 @@ def _extracted_document(
     )
     # Counted as the engine reads them (docproc.engine.base.Engine.chunks): a job's tokens_total agrees.
     page_texts = [page.text + PAGE_SEPARATOR for page in extracted.pages]
-    token_ids = get_tokenizer()(page_texts, add_special_tokens=False)["input_ids"]
+    token_ids = get_tokenizer().encode_batch(page_texts)
     return Document(
         owner=owner,
         filename=Path(filename or "upload").name[:512],
@@ -124,6 +137,7 @@ def _extracted_document(
         size_bytes=staged.size,
         page_count=len(extracted.pages),
         tokens=sum(len(ids) for ids in token_ids),
+        expires_at=expiry(),
         pages=[
             DocumentPage(number=page.number, text=page.text, source=page.source) for page in extracted.pages
         ],
@@ -223,20 +237,96 @@ def delete_document(session: Session, owner: str | None, document_id: str) -> No
     counts included, does not change after the fact.
     """
     document = get_document(session, owner, document_id)
-    unfinished = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.document_id == document_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
-    )
-    if unfinished:
+    if _has_unfinished_jobs(session, document_id):
         raise ServiceError(
             409, "document_busy", "The document has queued or running jobs: cancel them first."
         )
+    _delete_document(session, document)
+
+
+def _has_unfinished_jobs(session: Session, document_id: str) -> bool:
+    return bool(
+        session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.document_id == document_id, Job.status.in_([JobStatus.queued, JobStatus.running]))
+        )
+    )
+
+
+def _delete_document(session: Session, document: Document) -> None:
+    """The one deletion path of a document: its row and pages, its blob unless shared, its model states."""
     session.delete(document)
     session.commit()
     with blob_lock(get_settings().blob_dir):
         _remove_blob_if_unreferenced(session, document.sha256)
-    shutil.rmtree(get_settings().state_dir / "documents" / document_id, ignore_errors=True)
+    shutil.rmtree(get_settings().state_dir / "documents" / document.id, ignore_errors=True)
+
+
+def _delete_jobs(session: Session, jobs: Select[tuple[Job]]) -> int:
+    """The one deletion path of finished jobs: their rows, results and saved states."""
+    job_ids = list(session.scalars(jobs.with_only_columns(Job.id)))
+    for job in session.scalars(select(Job).where(Job.id.in_(job_ids))):
+        session.delete(job)
+    session.commit()
+    for job_id in job_ids:
+        shutil.rmtree(get_settings().state_dir / "jobs" / job_id, ignore_errors=True)
+    return len(job_ids)
+
+
+def delete_expired(session: Session) -> dict[str, int]:
+    """Retention: delete what expired, with every file it owns; returns how many of each went.
+
+    Nothing is deleted under a running job: a document or batch with queued or running jobs waits for them,
+    and a job's result goes with it once it has finished.
+    """
+    now = utcnow()
+    expired_batches = [
+        batch
+        for batch in session.scalars(select(Batch).where(Batch.expires_at < now))
+        if not session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.batch_id == batch.id, Job.status.in_([JobStatus.queued, JobStatus.running]))
+        )
+    ]
+    finished = Job.status.in_([JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled])
+    batch_ids = [batch.id for batch in expired_batches]
+    jobs = _delete_jobs(session, select(Job).where(Job.batch_id.in_(batch_ids)))
+    for batch in expired_batches:
+        session.delete(batch)
+    session.commit()
+    jobs += _delete_jobs(session, select(Job).where(Job.batch_id.is_(None), Job.expires_at < now, finished))
+    documents = 0
+    for document in session.scalars(select(Document).where(Document.expires_at < now)).all():
+        if not _has_unfinished_jobs(session, document.id):
+            _delete_document(session, document)
+            documents += 1
+    return {"documents": documents, "jobs": jobs, "batches": len(expired_batches)}
+
+
+def check_active_jobs_quota(session: Session, owner: str | None) -> None:
+    """429 when this API key already has DOCPROC_MAX_ACTIVE_JOBS_PER_KEY single jobs queued or running."""
+    settings = get_settings()
+    limit = settings.max_active_jobs_per_key
+    if owner is None or limit is None:
+        return
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(
+            Job.owner == owner,
+            Job.batch_id.is_(None),
+            Job.status.in_([JobStatus.queued, JobStatus.running]),
+        )
+    )
+    if (active or 0) >= limit:
+        raise ServiceError(
+            429,
+            "too_many_active_jobs",
+            f"This API key has {limit} jobs queued or running, its limit: wait for one to finish.",
+            headers={"Retry-After": str(settings.active_jobs_retry_after_s)},
+        )
 
 
 def create_job(session: Session, owner: str | None, document_id: str, task: str, options: dict) -> Job:
@@ -251,7 +341,11 @@ def create_job(session: Session, owner: str | None, document_id: str, task: str,
             422, "invalid_options", f"Invalid options: {describe(errors)}.", errors=errors
         ) from exc
     job = Job(
-        owner=owner, document_id=document_id, task=task, options=validated.model_dump(exclude_none=True)
+        owner=owner,
+        document_id=document_id,
+        task=task,
+        options=validated.model_dump(exclude_none=True),
+        expires_at=expiry(),
     )
     session.add(job)
     session.flush()

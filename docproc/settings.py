@@ -102,9 +102,29 @@ class Settings(BaseSettings):
     # are found on the queue and left alone; a lost job waits this long plus at most job_lease_s / 2.
     queue_resend_grace_s: float = 120.0
     worker_concurrency: int = 1
+    # uvicorn processes of `docproc serve`: the API imports no model code, so each costs little memory, and
+    # several use several cores (one event loop and GIL each).
+    api_processes: int = Field(1, ge=1)
     # How long a stopping `docproc summarize` / `serve --with-worker` waits for its job to stop at the next
     # chunk and for its worker to exit before killing it.
     stop_timeout_s: float = 120.0
+
+    # An Idempotency-Key on POST /v1/documents, /v1/jobs and /v1/batches is remembered this long, with the
+    # response it got; a duplicate sent while the first request runs waits up to idempotency_wait_s for it
+    # (longer than an upload may take: a key in flight for longer is taken to be abandoned).
+    idempotency_ttl_s: float = Field(24 * 3600.0, gt=0)
+    idempotency_wait_s: float = Field(300.0, gt=0)
+    # Documents, jobs (with their results) and batches are deleted, with every file they own, this many days
+    # after they were created (the workers' sweep); None keeps them until deleted.
+    retention_days: float | None = Field(None, gt=0)
+    # Per API key (no limits when the API is open): queued and running single jobs, and uploads per minute.
+    # None: no limit. Over a limit: 429 with Retry-After.
+    max_active_jobs_per_key: int | None = Field(None, ge=1)
+    max_uploads_per_minute: int | None = Field(None, ge=1)
+    # Retry-After for a refused job submit: about how long one job takes to leave the queue.
+    active_jobs_retry_after_s: int = Field(10, ge=1)
+    # Each worker writes a heartbeat to Redis this often; /metrics shows the newest one's age.
+    worker_heartbeat_s: float = Field(10.0, gt=0)
 
     @field_validator("api_keys", "devices", mode="before")
     @classmethod

@@ -170,3 +170,27 @@ def database_url_for(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path, default_model: Path) -> str:
     return database_url_for(request, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def running_service(tmp_path_factory: pytest.TempPathFactory, postgres_database: str) -> Iterator[Service]:
+    """An API with two keys (`service.keys`) and one worker on PostgreSQL, for the whole session, with
+    retention on (DOCPROC_RETENTION_DAYS=1) and a tiny random Qwen3-Next model (plumbing, not output: it
+    streams a document in seconds). Tests must not depend on each other's data."""
+    from model.testing import make_random_checkpoint
+
+    tmp_path = tmp_path_factory.mktemp("running-service")
+    keys = [f"key-{uuid.uuid4().hex}", f"key-{uuid.uuid4().hex}"]
+    env = service_env(
+        tmp_path / "data",
+        postgres_database,
+        DOCPROC_API_KEYS=",".join(keys),
+        DOCPROC_RETENTION_DAYS="1",
+        DOCPROC_MODEL=str(make_random_checkpoint(tmp_path / "qwen3-next-tiny")),
+    )
+    service = Service(env, tmp_path)
+    service.keys = keys
+    service.start_api()
+    service.start_worker()
+    yield service
+    service.stop()

@@ -14,12 +14,13 @@ from collections.abc import Iterable
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import ColumnElement, select
 
+from docproc import idempotency, metrics
 from docproc.db import session_scope
 from docproc.engine import get_engine
-from docproc.jobs import release_expired_leases, take_unseen_queued_jobs
+from docproc.jobs import WORKER_ID, release_expired_leases, take_unseen_queued_jobs
 from docproc.jobs import run_job as run_job_under_lease
 from docproc.models import Job
-from docproc.service import remove_orphan_files
+from docproc.service import delete_expired, remove_orphan_files
 from docproc.settings import get_settings
 from workers.celery_app import BATCH_QUEUE, JOBS_QUEUE, app, enqueue_job
 
@@ -36,13 +37,18 @@ def run_job(job_id: str) -> None:
 
 def sweep() -> None:
     """Re-send jobs whose worker died and queued jobs whose message is no longer on the queue; remove the
-    files interrupted uploads left."""
+    files interrupted uploads left; delete what outlived its retention and expired idempotency keys."""
     if released := release_expired_leases():
         for job_id in _resend(Job.id.in_(released)):
             log.warning("job %s: its worker stopped renewing the lease; queued again", job_id)
     if lost := resend_lost_jobs():
         log.warning("%d queued jobs had no message on the queue (broker data lost?): sent again", len(lost))
     remove_orphan_files()
+    with session_scope() as session:
+        deleted = delete_expired(session)
+    if any(deleted.values()):
+        log.info("retention: deleted %s", ", ".join(f"{n} {kind}" for kind, n in deleted.items()))
+    idempotency.delete_expired()
 
 
 def resend_lost_jobs() -> list[str]:
@@ -100,6 +106,14 @@ def _send(jobs: Iterable[tuple[str, str | None]]) -> None:
 _stop_sweeper = threading.Event()
 
 
+def _beat_forever() -> None:
+    """The worker's heartbeat for /metrics (docproc_worker_heartbeat_age_seconds)."""
+    interval = get_settings().worker_heartbeat_s
+    metrics.heartbeat(WORKER_ID)
+    while not _stop_sweeper.wait(interval):
+        metrics.heartbeat(WORKER_ID)
+
+
 def _sweep_forever() -> None:
     interval = get_settings().job_lease_s / 2
     while not _stop_sweeper.wait(interval):
@@ -112,8 +126,10 @@ def _sweep_forever() -> None:
 @worker_ready.connect
 def _start_sweeper(**_: object) -> None:
     threading.Thread(target=_sweep_forever, name="lease-sweeper", daemon=True).start()
+    threading.Thread(target=_beat_forever, name="heartbeat", daemon=True).start()
 
 
 @worker_shutdown.connect
 def _stop_sweeping(**_: object) -> None:
     _stop_sweeper.set()
+    metrics.forget_worker(WORKER_ID)

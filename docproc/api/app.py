@@ -10,14 +10,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from prometheus_client import CollectorRegistry
+from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.exceptions import HTTPException
 
 from docproc import service, webui
-from docproc.api.middleware import ApiKeyAuth, RequestLimits, error_response
+from docproc.api.idempotency import IdempotentSubmits
+from docproc.api.middleware import ApiKeyAuth, RequestLimits, UploadRate, error_response
 from docproc.api.routes import batches, documents, jobs
 from docproc.engine import get_tokenizer
 from docproc.errors import ECHO_CHARS, ServiceError, describe, field_errors
+from docproc.metrics import SharedCollector
 from docproc.settings import get_settings
+from workers.celery_app import BATCH_QUEUE, JOBS_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,10 @@ def create_app() -> FastAPI:
         summary="Upload documents, summarize them with a long-context model, poll jobs, read results.",
         version="0.1.0",
     )
+    metrics_registry = CollectorRegistry()
+    metrics_registry.register(SharedCollector([JOBS_QUEUE, BATCH_QUEUE]))
+    # HTTP request counts and latency histograms of this process; /metrics is outside /v1 (no API key).
+    Instrumentator(registry=metrics_registry).instrument(app).expose(app, include_in_schema=False)
     app.include_router(documents.router)
     app.include_router(jobs.router)
     app.include_router(batches.router)
@@ -76,7 +85,10 @@ def create_app() -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    # The last added runs first: the key is checked before the body is read.
+    # The last added runs first: the key is checked before the body is read, and an idempotent submit is
+    # fingerprinted once the limits have passed its body.
+    app.add_middleware(IdempotentSubmits)
+    app.add_middleware(UploadRate)
     app.add_middleware(
         RequestLimits,
         max_header_bytes=settings.max_header_bytes,

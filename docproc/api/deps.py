@@ -5,7 +5,7 @@ import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -46,10 +46,25 @@ def owner_for(authorization: bytes | None, keys: list[str]) -> str | None:
     )
 
 
-def get_owner(
+async def get_owner(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 ) -> str | None:
+    # Async: a plain read needs no hop to a worker thread.
     return request.state.owner
+
+
+async def declare_idempotency_key(
+    _: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="The same key with the same request returns the first response; with another "
+            "request, 409 idempotency_conflict. Kept DOCPROC_IDEMPOTENCY_TTL_S (24 h) per API key.",
+        ),
+    ] = None,
+) -> None:
+    """Declares the header in OpenAPI; the middleware docproc.api.idempotency acts on it. Async: no hop to a
+    worker thread."""
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -1,11 +1,14 @@
 """ASGI middleware that guards requests before any route runs: the API key first, then the body's size and
-the time the client takes to send it. Pure ASGI, so that nothing reads the body before these checks."""
+the time the client takes to send it, then the key's upload rate. Pure ASGI, so that nothing reads the body
+before these checks."""
 
 import asyncio
 
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from docproc import quotas
 from docproc.api.deps import owner_for
 from docproc.errors import ServiceError, error_envelope
 
@@ -18,7 +21,7 @@ def error_response(error: ServiceError) -> JSONResponse:
     )
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
+def header(scope: Scope, name: bytes) -> bytes | None:
     return next((value for key, value in scope["headers"] if key == name), None)
 
 
@@ -32,10 +35,29 @@ class ApiKeyAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and (scope["path"] + "/").startswith("/v1/"):
             try:
-                owner = owner_for(_header(scope, b"authorization"), self.keys)
+                owner = owner_for(header(scope, b"authorization"), self.keys)
             except ServiceError as exc:
                 return await error_response(exc)(scope, receive, send)
             scope.setdefault("state", {})["owner"] = owner  # request.state.owner, for deps.get_owner
+        await self.app(scope, receive, send)
+
+
+class UploadRate:
+    """Count an upload against its key's per-minute limit (docproc.quotas) before its body is read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].rstrip("/") == "/v1/documents"
+        ):
+            try:
+                await run_in_threadpool(quotas.take_upload, scope.get("state", {}).get("owner"))
+            except ServiceError as exc:
+                return await error_response(exc)(scope, receive, send)
         await self.app(scope, receive, send)
 
 
@@ -72,7 +94,7 @@ class RequestLimits:
         head_bytes += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
         if head_bytes > self.max_header_bytes:
             return await error_response(self._headers_too_large())(scope, receive, send)
-        declared = _header(scope, b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await error_response(self._too_large())(scope, receive, send)
         deadline = asyncio.get_running_loop().time() + self.timeout_s

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result
+from docproc.models import Batch, JobStatus
 
 if TYPE_CHECKING:
     from docproc.batches import BatchState
@@ -48,40 +48,31 @@ PageNumber = Annotated[int | None, Query(ge=1, le=MAX_OFFSET)]
 PagesLimit = Annotated[int, Query(ge=1, le=MAX_OFFSET)]
 
 
-class DocumentOut(BaseModel):
+class FromRow(BaseModel):
+    """An output read from an ORM row's attributes (`Model.model_validate(row)`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class DocumentOut(FromRow):
     id: str
     filename: str
     content_type: str
-    pages: int
+    pages: int = Field(validation_alias="page_count")
     tokens: int
     sha256: str
     size_bytes: int
     created_at: datetime
-
-    @classmethod
-    def of(cls, document: Document) -> "DocumentOut":
-        return cls(
-            id=document.id,
-            filename=document.filename,
-            content_type=document.content_type,
-            pages=document.page_count,
-            tokens=document.tokens,
-            sha256=document.sha256,
-            size_bytes=document.size_bytes,
-            created_at=document.created_at,
-        )
+    # When retention deletes it (DOCPROC_RETENTION_DAYS); None: kept until deleted.
+    expires_at: datetime | None
 
 
-class PageOut(BaseModel):
+class PageOut(FromRow):
     """A page of a document's text as the model reads it, and how the text was obtained."""
 
     number: int
     text: str
     source: str = Field(description="text_layer, ocr, or the file's format: text, markdown, html, docx, ...")
-
-    @classmethod
-    def of(cls, page: DocumentPage) -> "PageOut":
-        return cls(number=page.number, text=page.text, source=page.source)
 
 
 Item = TypeVar("Item")
@@ -102,12 +93,12 @@ class JobIn(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-class Progress(BaseModel):
+class Progress(FromRow):
     tokens_done: int
     tokens_total: int
 
 
-class JobOut(BaseModel):
+class JobOut(FromRow):
     id: str
     # None once the document was deleted.
     document_id: str | None
@@ -123,24 +114,8 @@ class JobOut(BaseModel):
     # Set for a batch's items.
     batch_id: str | None
     custom_id: str | None
-
-    @classmethod
-    def of(cls, job: Job) -> "JobOut":
-        return cls(
-            id=job.id,
-            document_id=job.document_id,
-            task=job.task,
-            options=job.options,
-            status=job.status,
-            progress=Progress(tokens_done=job.tokens_done, tokens_total=job.tokens_total),
-            error=ErrorBody(code=job.error_code, message=job.error_message or "") if job.error_code else None,
-            attempts=job.attempts,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            finished_at=job.finished_at,
-            batch_id=job.batch_id,
-            custom_id=job.custom_id,
-        )
+    # When retention deletes the job and its result; None: kept until deleted.
+    expires_at: datetime | None
 
 
 class Usage(BaseModel):
@@ -148,7 +123,7 @@ class Usage(BaseModel):
     output_tokens: int
 
 
-class ResultOut(BaseModel):
+class ResultOut(FromRow):
     job_id: str
     summary: str
     thinking: str | None
@@ -160,19 +135,6 @@ class ResultOut(BaseModel):
     # Generated sentences that failed the faithfulness check: replaced by their closest source sentence or
     # dropped.
     replaced_sentences: int | None
-
-    @classmethod
-    def of(cls, result: Result) -> "ResultOut":
-        return cls(
-            job_id=result.job_id,
-            summary=result.summary,
-            thinking=result.thinking,
-            model=result.model,
-            usage=Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens),
-            source_pages=result.source_pages,
-            method=result.method,
-            replaced_sentences=result.replaced_sentences,
-        )
 
 
 class BatchIn(BaseModel):
@@ -220,6 +182,8 @@ class BatchOut(BaseModel):
     failed_at: datetime | None
     cancelling_at: datetime | None
     cancelled_at: datetime | None
+    # When retention deletes the batch and its items; None: kept until deleted.
+    expires_at: datetime | None
 
     @classmethod
     def of(cls, batch: Batch, state: "BatchState") -> "BatchOut":
@@ -238,4 +202,5 @@ class BatchOut(BaseModel):
             failed_at=state.failed_at,
             cancelling_at=batch.cancelling_at,
             cancelled_at=state.cancelled_at,
+            expires_at=batch.expires_at,
         )

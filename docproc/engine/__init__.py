@@ -1,19 +1,14 @@
 """Pick and load the configured engine, once per process."""
 
 import importlib.util
-import os
-import shutil
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from docproc.engine.base import Chunk, Engine, Generation, Stopped
+from docproc.engine.tokenizer import LocalTokenizer, RemoteTokenizer
 from docproc.settings import EMBEDDED_MODEL, get_settings
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
-    from docproc.engine.remote import RemoteTokenizer
 
 __all__ = ["Chunk", "Engine", "Generation", "Stopped", "get_engine", "get_tokenizer"]
 
@@ -44,25 +39,12 @@ def resolve_model(spec: str) -> Path:
 
 
 def _converted_gguf(gguf: Path) -> Path:
-    """De-quantising a GGUF file takes tens of seconds; do it once and keep a regular checkpoint."""
+    """De-quantising a GGUF file takes tens of seconds; do it once and keep a regular checkpoint. It needs
+    torch and transformers: a child process does it, so that the API process never imports them."""
     settings = get_settings()
     folder = (settings.models_dir or settings.data_dir / "models") / f"{gguf.stem}-{gguf.stat().st_size}"
     if not (folder / "config.json").exists():
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-        # The weights are de-quantised already; drop the GGUF marker so that they save as a plain checkpoint.
-        model.hf_quantizer = None
-        del model.config.quantization_config
-        model.save_pretrained(tmp)
-        try:
-            tmp.replace(folder)
-        except OSError:  # another process finished the same conversion first
-            shutil.rmtree(tmp)
+        subprocess.run([sys.executable, "-m", "docproc.engine.gguf", str(gguf), str(folder)], check=True)
     return folder
 
 
@@ -100,15 +82,11 @@ def get_engine() -> Engine:
 
 
 @cache
-def get_tokenizer() -> "PreTrainedTokenizerBase | RemoteTokenizer":
+def get_tokenizer() -> LocalTokenizer | RemoteTokenizer:
     """The configured model's tokenizer alone (the API counts tokens of uploads without loading the model)."""
-    from transformers import AutoTokenizer
-
     settings = get_settings()
     if is_remote(settings.model):
-        from docproc.engine.remote import RemoteTokenizer
-
         return RemoteTokenizer(
             settings.model, settings.remote_model_name, settings.remote_tokenizer, settings.remote_api_key
         )
-    return AutoTokenizer.from_pretrained(resolve_model(settings.model))
+    return LocalTokenizer(resolve_model(settings.model))

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 from docproc.ingestion import Page
 from docproc.ingestion.document import PAGE_SEPARATOR
-from model.sampling import Sampling
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from model.sampling import Sampling
 
 
 class Stopped(Exception):
@@ -64,7 +65,7 @@ class Engine(ABC):
     #: Prompt plus output must fit in this many tokens.
     context_tokens: int
     #: Sampling when a job sets none (Qwen presets for Qwen models).
-    default_sampling: Sampling
+    default_sampling: "Sampling"
     #: The model's size, where known (a remote server does not say): small ones extract, then compress.
     parameters: int | None = None
 
@@ -80,7 +81,7 @@ class Engine(ABC):
         messages: list[dict[str, str]],
         *,
         max_new_tokens: int,
-        sampling: Sampling | None = None,
+        sampling: "Sampling | None" = None,
         stop: threading.Event | None = None,
     ) -> Generation:
         """Answer the chat. Once `stop` is set, raise `Stopped` promptly: between generated tokens and within

@@ -1,9 +1,6 @@
 """An engine on an OpenAI-compatible server (vLLM, SGLang, ...): generation over HTTP, official client.
 
-Token counts for a remote model, in order of preference:
-1. the server's own tokenizer, through its ``/tokenize`` and ``/detokenize`` endpoints (vLLM, SGLang);
-2. a local tokenizer directory, ``DOCPROC_REMOTE_TOKENIZER``;
-3. an estimate of 4 characters per token: chunks are then cut by characters and counts are approximate.
+Token counts: see docproc.engine.tokenizer.
 """
 
 import socket
@@ -11,19 +8,19 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 import httpx
 import openai
 from openai.types.chat import ChatCompletionChunk
 
 from docproc.engine.base import Engine, Generation, Stopped
+from docproc.engine.tokenizer import EngineUnavailable, RemoteTokenizer
 from model.chat import split_thinking
 from model.sampling import INSTRUCT, THINKING, Sampling
 
 # When the server reports no context length (vLLM does, as max_model_len).
 DEFAULT_CONTEXT_TOKENS = 32768
-CHARS_PER_TOKEN = 4
 # The client retries timeouts, connection errors, 429 and 5xx with exponential backoff (0.5 s, 1 s, ...);
 # on top, a server that stays unreachable (restarting, say) is tried again after these many seconds.
 CLIENT_MAX_RETRIES = 2
@@ -35,113 +32,8 @@ STOP_WATCH_WAKE_S = 0.5
 T = TypeVar("T")
 
 
-class EngineUnavailable(RuntimeError):
-    """The model server cannot be reached or keeps failing; the job fails with this code."""
-
-    code = "engine_unavailable"
-
-
 class EngineRequestRefused(RuntimeError):
     code = "engine_error"
-
-
-class Tokenizer(Protocol):
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: Sequence[int]) -> str: ...
-
-
-class CharEstimate:
-    """About 4 characters per token: each pseudo-token packs up to 4 characters (as UTF-32) into one integer,
-    so that cutting and joining pseudo-tokens cuts and joins the text."""
-
-    def encode(self, text: str) -> list[int]:
-        return [
-            int.from_bytes(text[i : i + CHARS_PER_TOKEN].encode("utf-32-le"), "little")
-            for i in range(0, len(text), CHARS_PER_TOKEN)
-        ]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        width = 4 * CHARS_PER_TOKEN
-        return "".join(i.to_bytes(width, "little").decode("utf-32-le").rstrip("\x00") for i in ids)
-
-
-class LocalTokenizer:
-    def __init__(self, path: Path) -> None:
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
-
-
-class ServerTokenizer:
-    """vLLM's and SGLang's /tokenize and /detokenize, next to /v1."""
-
-    def __init__(self, root_url: str, model: str | None, http: httpx.Client) -> None:
-        self.root_url, self.http = root_url, http
-        self.model = {"model": model} if model else {}
-
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.post(f"{self.root_url}{path}", json=self.model | body)
-        response.raise_for_status()
-        return response.json()
-
-    def encode(self, text: str) -> list[int]:
-        return self._post("/tokenize", {"prompt": text, "add_special_tokens": False})["tokens"]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self._post("/detokenize", {"tokens": list(ids)})["prompt"]
-
-
-class RemoteTokenizer:
-    """The remote model's tokenizer, chosen on first use (see the module's docstring)."""
-
-    def __init__(
-        self, base_url: str, model: str | None, local_path: Path | None, api_key: str = "EMPTY"
-    ) -> None:
-        self.base_url, self.model, self.local_path = base_url.rstrip("/"), model, local_path
-        self.headers = {"Authorization": f"Bearer {api_key}"}
-        self._backend: Tokenizer | None = None
-
-    def backend(self) -> Tokenizer:
-        if self._backend is None:
-            self._backend = self._choose()
-        return self._backend
-
-    def _choose(self) -> Tokenizer:
-        if self.local_path is not None:
-            return LocalTokenizer(self.local_path)
-        server = ServerTokenizer(
-            self.base_url.removesuffix("/v1"), self.model, httpx.Client(timeout=60, headers=self.headers)
-        )
-        try:
-            server.encode("probe")
-        except httpx.HTTPStatusError:  # no such endpoint
-            return CharEstimate()
-        except httpx.TransportError as exc:
-            raise EngineUnavailable(f"The model server at {self.base_url} is unreachable: {exc}.") from exc
-        return server
-
-    def encode(self, text: str) -> list[int]:
-        return self.backend().encode(text)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.backend().decode(ids)
-
-    def __call__(self, texts: list[str], add_special_tokens: bool = False) -> dict[str, list[list[int]]]:
-        """Token ids of texts, as transformers tokenizers answer (the API counts an upload's tokens this way);
-        never with special tokens, like `encode`. With the server away, an upload is counted by the estimate
-        rather than refused."""
-        try:
-            backend = self.backend()
-        except EngineUnavailable:
-            backend = CharEstimate()
-        return {"input_ids": [backend.encode(text) for text in texts]}
 
 
 class RemoteEngine(Engine):

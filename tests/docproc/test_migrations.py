@@ -38,7 +38,14 @@ JOBS_AT_0002 = table(
 )
 
 
-# Pages as revisions before 0011 knew them: the model has grown columns since.
+# Documents and pages as revisions before 0010 and 0011 knew them: the model has grown columns since.
+DOCUMENTS_BEFORE_0010 = table(
+    "documents",
+    *(column(name) for name in ("id", "owner", "filename", "content_type", "sha256", "size_bytes")),
+    column("page_count", Integer),
+    column("tokens", Integer),
+    column("created_at", UTCDateTime),
+)
 PAGES_BEFORE_0011 = table(
     "document_pages", column("document_id", String), column("number", Integer), column("text", String)
 )
@@ -57,7 +64,12 @@ def document(owner: str | None, sha256: str, age_s: int, content_type: str = "te
     )
 
 
-def add_pages_before_0011(session: Session, documents: list[Document]) -> None:
+def add_documents_before_0010(session: Session, documents: list[Document]) -> None:
+    """Inserts the documents, each with one page, in the columns those revisions had."""
+    for row in documents:
+        row.id = new_id("doc")
+    columns = [c.name for c in DOCUMENTS_BEFORE_0010.columns]
+    session.execute(DOCUMENTS_BEFORE_0010.insert(), [{c: getattr(d, c) for c in columns} for d in documents])
     rows = [{"document_id": d.id, "number": 1, "text": "Some notes."} for d in documents]
     session.execute(PAGES_BEFORE_0011.insert(), rows)
 
@@ -71,9 +83,7 @@ def test_duplicate_documents_are_merged_into_the_oldest(empty_database_url: str)
         owned_first, owned_again = document("alice", sha256, 20), document("alice", sha256, 10)
         other_content = document(None, "cd" * 32, 5)
         documents = [open_first, open_again, owned_first, owned_again, other_content]
-        session.add_all(documents)
-        session.flush()
-        add_pages_before_0011(session, documents)
+        add_documents_before_0010(session, documents)
         # Jobs as revision 0002 knew them: the model has grown columns since.
         jobs = [(new_id("job"), d.id) for d in (open_first, open_again, owned_again)]
         session.execute(
@@ -125,9 +135,7 @@ def test_existing_pages_get_their_source_from_the_document_type(empty_database_u
     }
     with Session(engine, expire_on_commit=False) as session:
         documents = {document(None, f"{index:02x}" * 32, 0, kind): kind for index, kind in enumerate(types)}
-        session.add_all(documents)
-        session.flush()
-        add_pages_before_0011(session, list(documents))
+        add_documents_before_0010(session, list(documents))
         session.commit()
 
     migrate(empty_database_url)

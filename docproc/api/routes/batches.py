@@ -1,6 +1,6 @@
 from typing import BinaryIO
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from docproc import batches, service
-from docproc.api.deps import OwnerDep, SessionDep
+from docproc.api.deps import OwnerDep, SessionDep, declare_idempotency_key
 from docproc.api.schemas import BatchIn, BatchOut, Limit, Offset, Page, error_responses
 from docproc.errors import describe, field_errors
 from docproc.models import Batch
@@ -47,8 +47,9 @@ def _view(session: Session, batch: Batch) -> BatchOut:
     "",
     response_model=BatchOut,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(declare_idempotency_key)],
     openapi_extra=_BODY_DOC,
-    responses=error_responses(400, 408, 413, 503),
+    responses=error_responses(400, 408, 409, 413, 503),
 )
 async def create_batch(request: Request, session: SessionDep, owner: OwnerDep) -> BatchOut:
     """A batch from JSON `{document_ids, task, options}` or from an uploaded JSONL file (multipart `file`)."""

@@ -1,9 +1,9 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Response, UploadFile, status
+from fastapi import APIRouter, Depends, Form, Response, UploadFile, status
 
 from docproc import service
-from docproc.api.deps import OwnerDep, SessionDep
+from docproc.api.deps import OwnerDep, SessionDep, declare_idempotency_key
 from docproc.api.schemas import (
     DocumentOut,
     Limit,
@@ -23,8 +23,9 @@ router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=error_r
     "",
     response_model=DocumentOut,
     status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(declare_idempotency_key)],
     responses={200: {"model": DocumentOut, "description": "The owner already uploaded this file."}}
-    | error_responses(400, 408, 413, 415, 503),
+    | error_responses(400, 408, 409, 413, 415, 429, 503),
 )
 def upload_document(
     file: UploadFile,
@@ -43,7 +44,7 @@ def upload_document(
     document, created = service.add_document(session, owner, filename, file.file, password, ocr)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return DocumentOut.of(document)
+    return DocumentOut.model_validate(document)
 
 
 @router.get("", response_model=Page[DocumentOut])
@@ -51,12 +52,14 @@ def list_documents(
     session: SessionDep, owner: OwnerDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[DocumentOut]:
     documents, total = service.list_documents(session, owner, limit, offset)
-    return Page(data=[DocumentOut.of(d) for d in documents], total=total, limit=limit, offset=offset)
+    return Page(
+        data=[DocumentOut.model_validate(d) for d in documents], total=total, limit=limit, offset=offset
+    )
 
 
 @router.get("/{document_id}", response_model=DocumentOut, responses=error_responses(404))
 def get_document(document_id: str, session: SessionDep, owner: OwnerDep) -> DocumentOut:
-    return DocumentOut.of(service.get_document(session, owner, document_id))
+    return DocumentOut.model_validate(service.get_document(session, owner, document_id))
 
 
 @router.get("/{document_id}/pages", response_model=Page[PageOut], responses=error_responses(404))
@@ -71,7 +74,7 @@ def list_pages(
 ) -> Page[PageOut]:
     """A document's pages in order (numbers from `first` to `last` when given): the text the model reads."""
     pages, total = service.list_pages(session, owner, document_id, first, last, limit, offset)
-    return Page(data=[PageOut.of(p) for p in pages], total=total, limit=limit, offset=offset)
+    return Page(data=[PageOut.model_validate(p) for p in pages], total=total, limit=limit, offset=offset)
 
 
 @router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404, 409))

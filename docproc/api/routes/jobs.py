@@ -1,11 +1,13 @@
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
+from fastapi.concurrency import run_in_threadpool
 
 from docproc import service
-from docproc.api.deps import OwnerDep, SessionDep
+from docproc.api.deps import OwnerDep, SessionDep, declare_idempotency_key
 from docproc.api.schemas import JobIn, JobOut, Limit, Offset, Page, ResultOut, error_responses
+from docproc.db import session_scope
 from docproc.models import JobStatus
 from workers.celery_app import enqueue_job
 
@@ -18,20 +20,29 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(4
     "",
     response_model=JobOut,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(400, 404, 408, 413, 503),
+    dependencies=[Depends(declare_idempotency_key)],
+    responses=error_responses(400, 404, 408, 409, 413, 429, 503),
 )
-def create_job(body: JobIn, session: SessionDep, owner: OwnerDep) -> JobOut:
-    job = service.create_job(session, owner, body.document_id, body.task, body.options)
-    session.commit()  # the worker must find the job when the message arrives
-    try:
-        enqueue_job(job.id)
-    except Exception as exc:  # the broker is down: say so rather than leave a job nobody will run
-        # The broker's error names hosts and socket paths: logged here, not told to the client.
-        log.exception("job %s could not be queued", job.id)
-        service.fail_unqueued(session, job, "the queue is unavailable")
-        session.commit()
-        raise service.ServiceError(503, "queue_unavailable", job.error_message or "") from exc
-    return JobOut.of(job)
+async def create_job(body: JobIn, owner: OwnerDep) -> JobOut:
+    # One hop to a worker thread for the whole submit, its own session included: the submit path is the
+    # busiest route, and each hop costs a thread hand-over under the GIL (bench/load/submit_latency.py).
+    return await run_in_threadpool(_submit, body, owner)
+
+
+def _submit(body: JobIn, owner: str | None) -> JobOut:
+    with session_scope() as session:
+        service.check_active_jobs_quota(session, owner)
+        job = service.create_job(session, owner, body.document_id, body.task, body.options)
+        session.commit()  # the worker must find the job when the message arrives
+        try:
+            enqueue_job(job.id)
+        except Exception as exc:  # the broker is down: say so rather than leave a job nobody will run
+            # The broker's error names hosts and socket paths: logged here, not told to the client.
+            log.exception("job %s could not be queued", job.id)
+            service.fail_unqueued(session, job, "the queue is unavailable")
+            session.commit()
+            raise service.ServiceError(503, "queue_unavailable", job.error_message or "") from exc
+        return JobOut.model_validate(job)
 
 
 @router.get("", response_model=Page[JobOut])
@@ -44,21 +55,21 @@ def list_jobs(
     offset: Offset = 0,
 ) -> Page[JobOut]:
     jobs, total = service.list_jobs(session, owner, limit, offset, document_id, job_status)
-    return Page(data=[JobOut.of(j) for j in jobs], total=total, limit=limit, offset=offset)
+    return Page(data=[JobOut.model_validate(j) for j in jobs], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=error_responses(404))
 def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
-    return JobOut.of(service.get_job(session, owner, job_id))
+    return JobOut.model_validate(service.get_job(session, owner, job_id))
 
 
 @router.get("/{job_id}/result", response_model=ResultOut, responses=error_responses(404, 409))
 def get_result(job_id: str, session: SessionDep, owner: OwnerDep) -> ResultOut:
-    return ResultOut.of(service.get_result(session, owner, job_id))
+    return ResultOut.model_validate(service.get_result(session, owner, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=error_responses(404))
 def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
     job = service.cancel_job(session, owner, job_id)
     session.commit()
-    return JobOut.of(job)
+    return JobOut.model_validate(job)

@@ -1,7 +1,7 @@
 """document_pages.source: how a page's text was obtained (text_layer, ocr, text, markdown, html, docx, ...)
 
 Revision ID: 0011
-Revises: 0006
+Revises: 0010
 Create Date: 2026-11-29 18:40:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0006"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

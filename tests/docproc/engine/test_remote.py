@@ -10,7 +10,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from docproc.engine import Stopped
-from docproc.engine.remote import CharEstimate, EngineUnavailable, RemoteEngine
+from docproc.engine.remote import RemoteEngine
+from docproc.engine.tokenizer import CharEstimate, EngineUnavailable
 from docproc.ingestion import Page
 from model.sampling import GREEDY, INSTRUCT, THINKING
 from tests.conftest import SAMPLE_PDF, Service, free_port, service_env
