@@ -169,7 +169,7 @@ def serve(host: str, port: int, with_worker: bool) -> None:
 @click.option(
     "--concurrency", type=int, default=None, help="Worker processes (default DOCPROC_WORKER_CONCURRENCY)."
 )
-@click.option("--queues", default="jobs,batch", show_default=True)
+@click.option("--queues", default="jobs,batch,webhooks", show_default=True)
 @click.option("--loglevel", default="info", show_default=True)
 @click.option("--hostname", default=None, help="Celery node name (default celery@HOST).")
 def worker(concurrency: int | None, queues: str, loglevel: str, hostname: str | None) -> None:

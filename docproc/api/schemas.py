@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from docproc.models import Batch, Document, Job, JobStatus, Result
+from docproc.models import (
+    WEBHOOK_URL_MAX,
+    Batch,
+    Document,
+    Job,
+    JobStatus,
+    Result,
+    WebhookDelivery,
+    WebhookStatus,
+)
 
 if TYPE_CHECKING:
     from docproc.batches import BatchState
@@ -79,12 +88,38 @@ class Page(BaseModel, Generic[Item]):
     offset: int
 
 
+WebhookUrl = Annotated[
+    str | None,
+    Field(
+        max_length=WEBHOOK_URL_MAX,
+        description="An http(s) URL told of the end (signed per Standard Webhooks); default: the server's.",
+    ),
+]
+
+
 class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document_id: str
     task: Literal["summarize"] = "summarize"
     options: dict[str, Any] = Field(default_factory=dict)
+    webhook_url: WebhookUrl = None
+
+
+class WebhookOut(BaseModel):
+    """The delivery of the end event: pending until the job or batch ended and its receiver took it."""
+
+    status: WebhookStatus
+    attempts: int
+    last_error: str | None
+
+    @classmethod
+    def of(cls, url: str | None, delivery: WebhookDelivery | None) -> "WebhookOut | None":
+        if url is None:
+            return None
+        if delivery is None:
+            return cls(status=WebhookStatus.pending, attempts=0, last_error=None)
+        return cls(status=delivery.status, attempts=delivery.attempts, last_error=delivery.last_error)
 
 
 class Progress(BaseModel):
@@ -108,6 +143,8 @@ class JobOut(BaseModel):
     # Set for a batch's items.
     batch_id: str | None
     custom_id: str | None
+    # None without a webhook.
+    webhook: WebhookOut | None = None
 
     @classmethod
     def of(cls, job: Job) -> "JobOut":
@@ -125,6 +162,7 @@ class JobOut(BaseModel):
             finished_at=job.finished_at,
             batch_id=job.batch_id,
             custom_id=job.custom_id,
+            webhook=WebhookOut.of(job.webhook_url, job.webhook if job.webhook_url else None),
         )
 
 
@@ -168,6 +206,7 @@ class BatchIn(BaseModel):
     document_ids: list[str] = Field(min_length=1)
     task: Literal["summarize"] = "summarize"
     options: dict[str, Any] = Field(default_factory=dict)
+    webhook_url: WebhookUrl = None
 
 
 class RequestCounts(BaseModel):
@@ -205,6 +244,8 @@ class BatchOut(BaseModel):
     failed_at: datetime | None
     cancelling_at: datetime | None
     cancelled_at: datetime | None
+    # None without a webhook.
+    webhook: WebhookOut | None = None
 
     @classmethod
     def of(cls, batch: Batch, state: "BatchState") -> "BatchOut":
@@ -223,4 +264,5 @@ class BatchOut(BaseModel):
             failed_at=state.failed_at,
             cancelling_at=batch.cancelling_at,
             cancelled_at=state.cancelled_at,
+            webhook=WebhookOut.of(batch.webhook_url, batch.webhook if batch.webhook_url else None),
         )

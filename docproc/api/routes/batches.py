@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from docproc import batches, service
+from docproc import batches, service, webhooks
 from docproc.api.deps import OwnerDep, SessionDep
 from docproc.api.schemas import BatchIn, BatchOut, Limit, Offset, Page, error_responses
 from docproc.errors import describe, field_errors
@@ -30,7 +30,12 @@ _BODY_DOC = {
                             "type": "string",
                             "format": "binary",
                             "description": "JSONL: one {custom_id, document_id, task?, options?} per line.",
-                        }
+                        },
+                        "webhook_url": {
+                            "type": "string",
+                            "maxLength": 2048,
+                            "description": "An http(s) URL told of the batch's end.",
+                        },
                     },
                 }
             },
@@ -54,11 +59,17 @@ async def create_batch(request: Request, session: SessionDep, owner: OwnerDep) -
     """A batch from JSON `{document_ids, task, options}` or from an uploaded JSONL file (multipart `file`)."""
     lines: BinaryIO | None = None
     items: list[batches.ItemSpec] = []
+    requested_webhook: str | None = None
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        upload = (await request.form()).get("file")
+        form = await request.form()
+        upload, requested_webhook = form.get("file"), form.get("webhook_url")
         if not isinstance(upload, UploadFile):
             raise service.ServiceError(
                 422, "file_required", "Upload the JSONL file in the multipart field `file`."
+            )
+        if not isinstance(requested_webhook, str | None):
+            raise service.ServiceError(
+                422, "invalid_webhook_url", "webhook_url must be a form field, not a file."
             )
         lines = upload.file
     else:
@@ -70,9 +81,12 @@ async def create_batch(request: Request, session: SessionDep, owner: OwnerDep) -
                 422, "invalid_request", f"Invalid batch: {describe(errors)}.", errors=errors
             ) from exc
         items = batches.items_from_document_ids(body.document_ids, body.task, body.options)
+        requested_webhook = body.webhook_url
 
     def submit() -> BatchOut:
-        batch = batches.create_batch(session, owner, items if lines is None else batches.parse_jsonl(lines))
+        webhook_url = webhooks.resolve_url(requested_webhook)
+        parsed = items if lines is None else batches.parse_jsonl(lines)
+        batch = batches.create_batch(session, owner, parsed, webhook_url)
         batches.enqueue_items(session, batch, lambda job_id: enqueue_job(job_id, BATCH_QUEUE))
         return _view(session, batch)
 

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from docproc import service
+from docproc import service, webhooks
 from docproc.api.deps import OwnerDep, SessionDep
 from docproc.api.schemas import JobIn, JobOut, Limit, Offset, Page, ResultOut, error_responses
 from docproc.models import JobStatus
@@ -21,7 +21,8 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(4
     responses=error_responses(400, 404, 408, 413, 503),
 )
 def create_job(body: JobIn, session: SessionDep, owner: OwnerDep) -> JobOut:
-    job = service.create_job(session, owner, body.document_id, body.task, body.options)
+    webhook_url = webhooks.resolve_url(body.webhook_url)
+    job = service.create_job(session, owner, body.document_id, body.task, body.options, webhook_url)
     session.commit()  # the worker must find the job when the message arrives
     try:
         enqueue_job(job.id)
