@@ -170,3 +170,34 @@ def database_url_for(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path, default_model: Path) -> str:
     return database_url_for(request, tmp_path)
+
+
+# The live service's webhook signing secret (Standard Webhooks format: "whsec_" and base64).
+WEBHOOK_SECRET = "whsec_" + "dGVzdC13ZWJob29rLXNlY3JldC1mb3ItZG9jcHJvYw=="
+
+
+@pytest.fixture(scope="session")
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """An API and one worker for the whole session on a tiny random Qwen3-Next model (a chunk takes
+    milliseconds), small chunks (many progress steps), webhooks on with fast retries, a fast event poll."""
+    from model.testing import make_random_checkpoint
+
+    tmp_path = tmp_path_factory.mktemp("live")
+    checkpoint = make_random_checkpoint(tmp_path / "qwen3-next-tiny")
+    env = service_env(
+        tmp_path / "data",
+        f"sqlite:///{tmp_path / 'docproc.db'}",
+        DOCPROC_MODEL=str(checkpoint),
+        DOCPROC_CHUNK_TOKENS="64",
+        DOCPROC_EVENTS_POLL_S="0.1",
+        DOCPROC_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        DOCPROC_WEBHOOK_ALLOW_PRIVATE="1",
+        DOCPROC_WEBHOOK_BACKOFF_S="0.2",
+        DOCPROC_WEBHOOK_BACKOFF_MAX_S="0.8",
+        DOCPROC_WEBHOOK_RETRY_FOR_S="3",
+    )
+    service = Service(env, tmp_path)
+    service.start_api()
+    service.start_worker()
+    yield service
+    service.stop()

@@ -1,15 +1,18 @@
-from typing import BinaryIO
+from typing import Annotated, Any, BinaryIO
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Header, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from sse_starlette import EventSourceResponse
 from starlette.datastructures import UploadFile
 
 from docproc import batches, service, webhooks
 from docproc.api.deps import OwnerDep, SessionDep
+from docproc.api.events import EVENT_STREAM_RESPONSE, event_stream
 from docproc.api.schemas import BatchIn, BatchOut, Limit, Offset, Page, error_responses
+from docproc.db import session_scope
 from docproc.errors import describe, field_errors
 from docproc.models import Batch
 from workers.celery_app import BATCH_QUEUE, enqueue_job
@@ -118,6 +121,32 @@ def get_results(batch_id: str, session: SessionDep, owner: OwnerDep) -> Streamin
     the batch runs."""
     batches.get_batch(session, owner, batch_id)
     return StreamingResponse(batches.result_lines(batch_id), media_type="application/x-ndjson")
+
+
+@router.get(
+    "/{batch_id}/events",
+    response_class=EventSourceResponse,
+    responses=EVENT_STREAM_RESPONSE | error_responses(404),
+)
+def batch_events(
+    batch_id: str,
+    session: SessionDep,
+    owner: OwnerDep,
+    last_event_id: Annotated[str | None, Header(description="Resume after this event id.")] = None,
+) -> EventSourceResponse:
+    """Server-Sent Events: `progress` with the batch (as GET /v1/batches/{id}) whenever it changes, then one
+    `status` event once it has ended; ids count up, and `Last-Event-ID` resumes after one."""
+    batches.get_batch(session, owner, batch_id)
+
+    def read() -> tuple[dict[str, Any], bool] | None:
+        with session_scope() as reading:
+            batch = reading.get(Batch, batch_id)
+            if batch is None:
+                return None
+            view = _view(reading, batch)
+            return view.model_dump(mode="json"), view.status in batches.FINISHED_STATUSES
+
+    return event_stream(read, last_event_id)
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchOut, responses=error_responses(404))

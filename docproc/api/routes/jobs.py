@@ -1,12 +1,15 @@
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, status
+from sse_starlette import EventSourceResponse
 
 from docproc import service, webhooks
 from docproc.api.deps import OwnerDep, SessionDep
+from docproc.api.events import EVENT_STREAM_RESPONSE, event_stream
 from docproc.api.schemas import JobIn, JobOut, Limit, Offset, Page, ResultOut, error_responses
-from docproc.models import JobStatus
+from docproc.db import session_scope
+from docproc.models import Job, JobStatus
 from workers.celery_app import enqueue_job
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,29 @@ def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
 @router.get("/{job_id}/result", response_model=ResultOut, responses=error_responses(404, 409))
 def get_result(job_id: str, session: SessionDep, owner: OwnerDep) -> ResultOut:
     return ResultOut.of(service.get_result(session, owner, job_id))
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses=EVENT_STREAM_RESPONSE | error_responses(404),
+)
+def job_events(
+    job_id: str,
+    session: SessionDep,
+    owner: OwnerDep,
+    last_event_id: Annotated[str | None, Header(description="Resume after this event id.")] = None,
+) -> EventSourceResponse:
+    """Server-Sent Events: `progress` with the job (as GET /v1/jobs/{id}) whenever it changes, then one
+    `status` event once it has ended; ids count up, and `Last-Event-ID` resumes after one."""
+    service.get_job(session, owner, job_id)
+
+    def read() -> tuple[dict[str, Any], bool] | None:
+        with session_scope() as reading:
+            job = reading.get(Job, job_id)
+            return None if job is None else (JobOut.of(job).model_dump(mode="json"), job.status.finished)
+
+    return event_stream(read, last_event_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=error_responses(404))
