@@ -199,12 +199,7 @@ class Embedded(Backend):
             return view
 
     def wait(self, job_id: str, on_progress: Progress) -> Json:
-        while True:
-            view = self.job(job_id)
-            on_progress(view)
-            if view["status"] in FINISHED_JOB:
-                return view
-            time.sleep(POLL_S)
+        return _poll(lambda: self.job(job_id), FINISHED_JOB, on_progress)
 
     def cancel(self, job_id: str) -> Json:
         from docproc import service
@@ -279,12 +274,7 @@ class Embedded(Backend):
             return self._batch_view(session, batches.get_batch(session, None, batch_id))
 
     def wait_batch(self, batch_id: str, on_progress: Progress) -> Json:
-        while True:
-            view = self.batch(batch_id)
-            on_progress(view)
-            if view["status"] in FINISHED_BATCH:
-                return view
-            time.sleep(POLL_S)
+        return _poll(lambda: self.batch(batch_id), FINISHED_BATCH, on_progress)
 
     def batches(self, limit: int) -> tuple[list[Json], int]:
         from docproc import batches
@@ -310,3 +300,13 @@ class Embedded(Backend):
 
         self.batch(batch_id)  # not found: an error rather than an empty file
         return batches.result_lines(batch_id)
+
+
+def _poll(read: Callable[[], Json], finished: tuple[str, ...], on_progress: Progress) -> Json:
+    """Read an object every POLL_S until its status is one of `finished`."""
+    while True:
+        view = read()
+        on_progress(view)
+        if view["status"] in finished:
+            return view
+        time.sleep(POLL_S)

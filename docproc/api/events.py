@@ -11,8 +11,9 @@ object as it is now (a snapshot, so nothing it missed is lost).
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Header
 from fastapi.concurrency import run_in_threadpool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -27,6 +28,9 @@ EVENT_STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
+
+# The header a reconnecting client sends: the id of the last event it got.
+LastEventId = Annotated[str | None, Header(description="Resume after this event id.")]
 
 # Reads the object's JSON and whether it has ended; None once it is gone (deleted).
 Reader = Callable[[], tuple[dict[str, Any], bool] | None]

@@ -1,6 +1,6 @@
-from typing import Annotated, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from fastapi import APIRouter, Header, Request, status
+from fastapi import APIRouter, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
@@ -10,7 +10,7 @@ from starlette.datastructures import UploadFile
 
 from docproc import batches, service, webhooks
 from docproc.api.deps import OwnerDep, SessionDep
-from docproc.api.events import EVENT_STREAM_RESPONSE, event_stream
+from docproc.api.events import EVENT_STREAM_RESPONSE, LastEventId, event_stream
 from docproc.api.schemas import BatchIn, BatchOut, Limit, Offset, Page, error_responses
 from docproc.db import session_scope
 from docproc.errors import describe, field_errors
@@ -132,7 +132,7 @@ def batch_events(
     batch_id: str,
     session: SessionDep,
     owner: OwnerDep,
-    last_event_id: Annotated[str | None, Header(description="Resume after this event id.")] = None,
+    last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """Server-Sent Events: `progress` with the batch (as GET /v1/batches/{id}) whenever it changes, then one
     `status` event once it has ended; ids count up, and `Last-Event-ID` resumes after one."""

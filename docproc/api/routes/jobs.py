@@ -1,12 +1,12 @@
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Query, status
 from sse_starlette import EventSourceResponse
 
 from docproc import service, webhooks
 from docproc.api.deps import OwnerDep, SessionDep
-from docproc.api.events import EVENT_STREAM_RESPONSE, event_stream
+from docproc.api.events import EVENT_STREAM_RESPONSE, LastEventId, event_stream
 from docproc.api.schemas import JobIn, JobOut, Limit, Offset, Page, ResultOut, error_responses
 from docproc.db import session_scope
 from docproc.models import Job, JobStatus
@@ -70,7 +70,7 @@ def job_events(
     job_id: str,
     session: SessionDep,
     owner: OwnerDep,
-    last_event_id: Annotated[str | None, Header(description="Resume after this event id.")] = None,
+    last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """Server-Sent Events: `progress` with the job (as GET /v1/jobs/{id}) whenever it changes, then one
     `status` event once it has ended; ids count up, and `Last-Event-ID` resumes after one."""
