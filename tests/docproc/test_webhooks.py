@@ -4,13 +4,17 @@ standardwebhooks; and the URL checks that keep webhooks off private networks."""
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from docproc import webhooks
+from docproc import db, webhooks
 from docproc.errors import ServiceError
+from docproc.models import WebhookAttempt, WebhookDelivery, WebhookStatus, utcnow
 from docproc.settings import get_settings
 from tests.conftest import WEBHOOK_SECRET, Service
 
@@ -169,3 +173,53 @@ def test_the_api_refuses_a_bad_target_with_its_code(live_service: Service) -> No
         assert answer.status_code == 422
         assert answer.json()["detail"]["code"] == "invalid_webhook_url"
         assert client.get("/v1/jobs").json()["total"] == before
+
+
+@pytest.fixture
+def local_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process's settings and sessions on a fresh SQLite file, with webhooks on."""
+    monkeypatch.setenv("DOCPROC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DOCPROC_DATABASE_URL", f"sqlite:///{tmp_path / 'docproc.db'}")
+    monkeypatch.setenv("DOCPROC_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    monkeypatch.setenv("DOCPROC_WEBHOOK_ALLOW_PRIVATE", "1")
+    caches = (get_settings, db.get_engine, db._session_factory)
+    for cached in caches:
+        cached.cache_clear()
+    db.migrate()
+    yield
+    db.get_engine().dispose()
+    for cached in caches:
+        cached.cache_clear()
+
+
+def test_a_delivery_whose_task_was_lost_is_sent_by_the_sweep(
+    local_database: None, receiver: Receiver
+) -> None:
+    """A worker that died holding a delivery's task (or a broker that lost it) leaves the delivery pending in
+    the database, its next attempt long past: the sweep takes it once, and the attempt delivers it."""
+    long_ago = utcnow() - timedelta(hours=2)
+    with db.session_scope() as session:
+        lost = WebhookDelivery(url=receiver.url, payload='{"type":"job.succeeded"}', next_attempt_at=long_ago)
+        in_flight = WebhookDelivery(
+            url=receiver.url,
+            payload="{}",
+            next_attempt_at=long_ago,
+            claimed_until=utcnow() + timedelta(minutes=1),
+        )
+        session.add_all([lost, in_flight])
+    assert webhooks.take_overdue(grace_s=60) == [lost.id]
+    assert webhooks.take_overdue(grace_s=60) == []  # another sweeper, or the next round: sent once
+    assert webhooks.attempt(in_flight.id) is None and not receiver.requests  # held by a live attempt
+    assert webhooks.attempt(lost.id) is None
+    assert webhooks.attempt(lost.id) is None  # a duplicate task finds it delivered
+    assert [event["type"] for event in receiver.events()] == ["job.succeeded"]
+    with db.session_scope() as session:
+        delivered = session.get_one(WebhookDelivery, lost.id)
+        assert (delivered.status, delivered.attempts) == (WebhookStatus.delivered, 1)
+        (attempt,) = session.scalars(select(WebhookAttempt))
+        assert (attempt.delivery_id, attempt.number, attempt.status_code, attempt.error) == (
+            lost.id,
+            1,
+            200,
+            None,
+        )
