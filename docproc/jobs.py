@@ -153,9 +153,7 @@ class JobRun(ProgressReporter):
             if result is not None:
                 result.job_id = job.id
                 session.merge(result)
-            webhooks.job_ended(session, job)
-            if job.batch_id is not None:
-                webhooks.batch_may_have_ended(session, job.batch_id)
+            webhooks.job_and_batch_ended(session, job)
 
 
 def job_workspace(job_id: str, document_id: str) -> Workspace:
@@ -232,9 +230,7 @@ def release_expired_leases() -> list[str]:
         ):
             job.status, job.finished_at = JobStatus.cancelled, now
             job.lease_owner = job.lease_expires_at = None
-            webhooks.job_ended(session, job)
-            if job.batch_id is not None:
-                webhooks.batch_may_have_ended(session, job.batch_id)
+            webhooks.job_and_batch_ended(session, job)
         session.flush()
         ids = list(session.scalars(select(Job.id).where(*expired)))
         if ids:

@@ -96,6 +96,13 @@ def job_ended(session: Session, job: Job) -> None:
     _add(session, WebhookDelivery(job_id=job.id, url=job.webhook_url), f"job.{job.status.value}", data)
 
 
+def job_and_batch_ended(session: Session, job: Job) -> None:
+    """Record the job's end event, and its batch's if it was the batch's last item."""
+    job_ended(session, job)
+    if job.batch_id is not None:
+        batch_may_have_ended(session, job.batch_id)
+
+
 def batch_may_have_ended(session: Session, batch_id: str) -> None:
     """Record the batch's end event if it has a webhook and every item has now ended."""
     # Imported here: docproc.batches builds on docproc.service, which records job ends through this module.
