@@ -64,6 +64,7 @@ def main() -> None:
         "DOCPROC_DATA_DIR": str(data_dir),
         "DOCPROC_DATABASE_URL": args.database_url or f"sqlite:///{data_dir / 'docproc.db'}",
         "DOCPROC_EVENTS_POLL_S": str(args.poll_s),
+        "DOCPROC_EVENTS_PING_S": "2",  # so that closed streams end soon between rounds
         "DOCPROC_MODELS_DIR": str(Path.home() / ".cache" / "docproc-tests" / "models"),
         "PYTHONPATH": str(REPO),
     }
@@ -105,7 +106,9 @@ def main() -> None:
                 opened.acquire()
             time.sleep(2)  # every stream past its first read
             rows.append((count, measure(process, args.window_s)))
-            stop.set()  # each thread ends at its next ping; the server closes the rest at shutdown
+            stop.set()  # each thread ends at its next ping
+            for thread in threads:
+                thread.join()
     finally:
         server.terminate()
         server.wait(20)
