@@ -1,7 +1,6 @@
 """The `docproc` command: run the API and workers, summarize files, inspect jobs."""
 
 import contextlib
-import ctypes
 import functools
 import json
 import signal
@@ -170,13 +169,14 @@ def serve(host: str, port: int, with_worker: bool) -> None:
     """Run the REST API (OpenAPI docs at /docs)."""
     import uvicorn
 
+    from docproc.cli_backends import Embedded
     from docproc.db import migrate
 
     migrate()
     # uvicorn stops on SIGINT/SIGTERM, then raises the signal again: caught here, it stops the worker too.
     with _signals_raise():
         try:
-            with worker_process() if with_worker else contextlib.nullcontext():
+            with Embedded().worker(with_worker):
                 uvicorn.run(
                     "docproc.api.app:create_app",
                     factory=True,
@@ -235,36 +235,6 @@ def db_upgrade() -> None:
 
     migrate()
     console.print("database is up to date")
-
-
-def _die_with_parent() -> None:
-    # Linux: the kernel kills the worker if this process dies without stopping it (SIGKILL, a crash). Its
-    # job's lease then expires and the next worker resumes it.
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-@contextlib.contextmanager
-def worker_process() -> Iterator[subprocess.Popen[bytes]]:
-    """A worker in a child process for the duration of a command; stopped (warm, then killed) at its end."""
-    log = (get_settings().data_dir / "worker.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "docproc.cli", "worker", "--loglevel", "warning"],
-        stdout=log,
-        stderr=log,
-        # Its own process group: a terminal's Ctrl-C reaches this command, which decides what the worker does.
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(get_settings().stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @main.command()

@@ -6,6 +6,10 @@ side stay inside `Embedded`: `Remote` needs only docproc.client (httpx).
 """
 
 import contextlib
+import ctypes
+import signal
+import subprocess
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from docproc.client import Client
+from docproc.settings import get_settings
 
 Json = dict[str, Any]
 Progress = Callable[[Json], None]
@@ -158,9 +163,6 @@ class Embedded(Backend):
         return "the next worker resumes it" if self.own_worker else super().left_running()
 
     def worker(self, requested: bool | None) -> AbstractContextManager[object]:
-        from docproc.cli import worker_process
-        from docproc.settings import get_settings
-
         self.own_worker = requested if requested is not None else get_settings().broker_url is None
         return worker_process() if self.own_worker else contextlib.nullcontext()
 
@@ -300,6 +302,36 @@ class Embedded(Backend):
 
         self.batch(batch_id)  # not found: an error rather than an empty file
         return batches.result_lines(batch_id)
+
+
+def _die_with_parent() -> None:
+    # Linux: the kernel kills the worker if this process dies without stopping it (SIGKILL, a crash). Its
+    # job's lease then expires and the next worker resumes it.
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@contextlib.contextmanager
+def worker_process() -> Iterator[subprocess.Popen[bytes]]:
+    """A worker in a child process for the duration of a command; stopped (warm, then killed) at its end."""
+    log = (get_settings().data_dir / "worker.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "docproc.cli", "worker", "--loglevel", "warning"],
+        stdout=log,
+        stderr=log,
+        # Its own process group: a terminal's Ctrl-C reaches this command, which decides what the worker does.
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(get_settings().stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _poll(read: Callable[[], Json], finished: tuple[str, ...], on_progress: Progress) -> Json:
