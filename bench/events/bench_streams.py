@@ -29,16 +29,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def hold_stream(url: str, stop: threading.Event, opened: threading.Semaphore) -> None:
-    """Keep one event stream open (reading its pings) until `stop`."""
+def hold_stream(url: str, stop: threading.Event, opened: threading.Semaphore, live: list[str]) -> None:
+    """Keep one event stream open (reading its pings) until `stop`; in `live` while it is open."""
     try:
         with httpx.Client(timeout=None) as client, client.stream("GET", url) as response:
+            if response.status_code == 200:
+                live.append(url)
             opened.release()
             for _ in response.iter_bytes():
                 if stop.is_set():
-                    return
+                    break
     except httpx.HTTPError:  # the server stopped under it
         opened.release()
+    if url in live:
+        live.remove(url)
 
 
 def measure(process: psutil.Process, window_s: float) -> float:
@@ -73,8 +77,8 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "docproc.cli", "serve", "--port", str(port)],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=(data_dir / "api.log").open("wb"),
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -94,9 +98,12 @@ def main() -> None:
         for count in (int(n) for n in args.streams.split(",")):
             stop = threading.Event()
             opened = threading.Semaphore(0)
+            live: list[str] = []
             threads = [
                 threading.Thread(
-                    target=hold_stream, args=(f"{base}/v1/jobs/{job['id']}/events", stop, opened), daemon=True
+                    target=hold_stream,
+                    args=(f"{base}/v1/jobs/{job['id']}/events", stop, opened, live),
+                    daemon=True,
                 )
                 for _ in range(count)
             ]
@@ -105,13 +112,18 @@ def main() -> None:
             for _ in threads:
                 opened.acquire()
             time.sleep(2)  # every stream past its first read
-            rows.append((count, measure(process, args.window_s)))
+            cpu = measure(process, args.window_s)
+            rows.append((count, cpu))
+            assert len(live) == count, f"{len(live)} of {count} streams open; see {data_dir / 'api.log'}"
             stop.set()  # each thread ends at its next ping
             for thread in threads:
                 thread.join()
     finally:
-        server.terminate()
-        server.wait(20)
+        server.terminate()  # uvicorn waits for open streams to close: give it a while, then kill
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
     idle = rows[0][1]
     database = env["DOCPROC_DATABASE_URL"].split(":")[0]
     print(f"poll every {args.poll_s} s, {args.window_s:.0f} s windows, {database}")

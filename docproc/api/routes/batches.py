@@ -128,15 +128,12 @@ def get_results(batch_id: str, session: SessionDep, owner: OwnerDep) -> Streamin
     response_class=EventSourceResponse,
     responses=EVENT_STREAM_RESPONSE | error_responses(404),
 )
-def batch_events(
-    batch_id: str,
-    session: SessionDep,
-    owner: OwnerDep,
-    last_event_id: LastEventId = None,
-) -> EventSourceResponse:
+def batch_events(batch_id: str, owner: OwnerDep, last_event_id: LastEventId = None) -> EventSourceResponse:
     """Server-Sent Events: `progress` with the batch (as GET /v1/batches/{id}) whenever it changes, then one
     `status` event once it has ended; ids count up, and `Last-Event-ID` resumes after one."""
-    batches.get_batch(session, owner, batch_id)
+    # Not the request's session: it would hold a pooled connection for as long as the stream is open.
+    with session_scope() as session:
+        batches.get_batch(session, owner, batch_id)
 
     def read() -> tuple[dict[str, Any], bool] | None:
         with session_scope() as reading:

@@ -66,15 +66,12 @@ def get_result(job_id: str, session: SessionDep, owner: OwnerDep) -> ResultOut:
     response_class=EventSourceResponse,
     responses=EVENT_STREAM_RESPONSE | error_responses(404),
 )
-def job_events(
-    job_id: str,
-    session: SessionDep,
-    owner: OwnerDep,
-    last_event_id: LastEventId = None,
-) -> EventSourceResponse:
+def job_events(job_id: str, owner: OwnerDep, last_event_id: LastEventId = None) -> EventSourceResponse:
     """Server-Sent Events: `progress` with the job (as GET /v1/jobs/{id}) whenever it changes, then one
     `status` event once it has ended; ids count up, and `Last-Event-ID` resumes after one."""
-    service.get_job(session, owner, job_id)
+    # Not the request's session: it would hold a pooled connection for as long as the stream is open.
+    with session_scope() as session:
+        service.get_job(session, owner, job_id)
 
     def read() -> tuple[dict[str, Any], bool] | None:
         with session_scope() as reading:
