@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from docproc import service
+from docproc import service, webhooks
 from docproc.api.schemas import BatchStatus, ResultOut
 from docproc.db import session_scope
 from docproc.errors import shorten
@@ -27,6 +27,8 @@ from docproc.models import Batch, Job, JobStatus, Result, is_well_formed_id, utc
 log = logging.getLogger(__name__)
 
 MAX_BATCH_ITEMS = 50_000
+# A batch in one of these has ended: nothing of it runs or waits any more.
+FINISHED_STATUSES = ("completed", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -131,15 +133,23 @@ def _line_problem(line: dict[str, Any]) -> str | None:
     return None
 
 
-def create_batch(session: Session, owner: str | None, items: Sequence[ItemSpec | LineError]) -> Batch:
-    """Validate every item (each like a single job) and create the jobs of the valid ones, not yet queued."""
+def create_batch(
+    session: Session,
+    owner: str | None,
+    items: Sequence[ItemSpec | LineError],
+    webhook_url: str | None = None,
+) -> Batch:
+    """Validate every item (each like a single job) and create the jobs of the valid ones, not yet queued.
+
+    `webhook_url` (checked by the caller) is told when the batch ends; its items have no webhook of their own.
+    """
     if not items:
         raise service.ServiceError(422, "empty_batch", "The batch has no requests.")
     if len(items) > MAX_BATCH_ITEMS:
         raise service.ServiceError(
             422, "batch_too_large", f"A batch holds at most {MAX_BATCH_ITEMS} requests, not {len(items)}."
         )
-    batch = Batch(owner=owner, expires_at=service.expiry())
+    batch = Batch(owner=owner, expires_at=service.expiry(), webhook_url=webhook_url)
     session.add(batch)
     session.flush()
     errors: list[LineError] = []
@@ -162,6 +172,8 @@ def create_batch(session: Session, owner: str | None, items: Sequence[ItemSpec |
     batch.errors = [error.as_dict() for error in errors]
     batch.in_progress_at = utcnow() if custom_ids else None
     session.flush()
+    if not custom_ids:  # every line refused: the batch has failed already
+        webhooks.batch_may_have_ended(session, batch.id)
     return batch
 
 
@@ -182,6 +194,7 @@ def enqueue_items(session: Session, batch: Batch, enqueue: Callable[[str], None]
             log.exception("batch %s: %d items could not be queued", batch.id, len(job_ids) - sent)
             for job in session.scalars(select(Job).where(Job.id.in_(job_ids[sent:]))):
                 service.fail_unqueued(session, job, "the queue is unavailable")
+            webhooks.batch_may_have_ended(session, batch.id)
             session.commit()
             raise service.ServiceError(
                 503,
@@ -264,12 +277,13 @@ def cancel_batch(session: Session, owner: str | None, batch_id: str) -> Batch:
     batch = get_batch(session, owner, batch_id)
     if states(session, [batch])[batch.id].status in ("completed", "failed"):
         return batch
+    # The items first, then the batch: the order in which a worker ending an item takes their locks.
+    unfinished = _items(batch.id).where(Job.status.in_([JobStatus.queued, JobStatus.running]))
+    for job in list(session.scalars(unfinished.with_for_update())):
+        service.stop_job(session, job)
     if batch.cancelling_at is None:
         batch.cancelling_at = utcnow()
-    unfinished = _items(batch.id).where(Job.status.in_([JobStatus.queued, JobStatus.running]))
-    for job_id in list(session.scalars(unfinished.with_only_columns(Job.id))):
-        service.cancel_job(session, owner, job_id)
-    session.flush()
+    webhooks.batch_may_have_ended(session, batch.id)
     return batch
 
 

@@ -1,16 +1,16 @@
 """The `docproc` command: run the API and workers, summarize files, inspect jobs."""
 
 import contextlib
-import ctypes
+import functools
 import json
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -27,8 +27,7 @@ from docproc.models import JobStatus
 from docproc.settings import get_settings
 
 if TYPE_CHECKING:
-    from docproc.api.schemas import BatchOut
-    from docproc.batches import BatchState
+    from docproc.cli_backends import Backend, Json
 
 console = Console(stderr=True)
 # Without a terminal, progress is a plain line on stderr at most this often (and whenever the status changes).
@@ -62,6 +61,31 @@ class ServiceGroup(click.Group):
 @click.version_option(package_name="docproc", prog_name="docproc")
 def main() -> None:
     """docproc: long-context document summarization."""
+
+
+def server_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--server and --api-key: a command with a server goes through its REST API instead of this machine's
+    database and queue; it gets the backend as `backend`."""
+
+    @click.option(
+        "--server",
+        envvar="DOCPROC_SERVER",
+        default=None,
+        help="A docproc server's URL (env DOCPROC_SERVER); default: this machine's database and queue.",
+    )
+    @click.option(
+        "--api-key",
+        envvar="DOCPROC_API_KEY",
+        default=None,
+        help="The server's API key (env DOCPROC_API_KEY).",
+    )
+    @functools.wraps(command)
+    def with_backend(*args: Any, server: str | None, api_key: str | None, **kwargs: Any) -> None:
+        from docproc.cli_backends import Embedded, Remote
+
+        command(*args, backend=Remote(server, api_key) if server else Embedded(), **kwargs)
+
+    return with_backend
 
 
 class Interrupted(Exception):
@@ -145,13 +169,14 @@ def serve(host: str, port: int, with_worker: bool) -> None:
     """Run the REST API (OpenAPI docs at /docs)."""
     import uvicorn
 
+    from docproc.cli_backends import Embedded
     from docproc.db import migrate
 
     migrate()
     # uvicorn stops on SIGINT/SIGTERM, then raises the signal again: caught here, it stops the worker too.
     with _signals_raise():
         try:
-            with _worker_process() if with_worker else contextlib.nullcontext():
+            with Embedded().worker(with_worker):
                 uvicorn.run(
                     "docproc.api.app:create_app",
                     factory=True,
@@ -170,7 +195,7 @@ def serve(host: str, port: int, with_worker: bool) -> None:
 @click.option(
     "--concurrency", type=int, default=None, help="Worker processes (default DOCPROC_WORKER_CONCURRENCY)."
 )
-@click.option("--queues", default="jobs,batch", show_default=True)
+@click.option("--queues", default="jobs,batch,webhooks", show_default=True)
 @click.option("--loglevel", default="info", show_default=True)
 @click.option("--hostname", default=None, help="Celery node name (default celery@HOST).")
 def worker(concurrency: int | None, queues: str, loglevel: str, hostname: str | None) -> None:
@@ -213,36 +238,6 @@ def db_upgrade() -> None:
     console.print("database is up to date")
 
 
-def _die_with_parent() -> None:
-    # Linux: the kernel kills the worker if this process dies without stopping it (SIGKILL, a crash). Its
-    # job's lease then expires and the next worker resumes it.
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-@contextlib.contextmanager
-def _worker_process() -> Iterator[subprocess.Popen[bytes]]:
-    """A worker in a child process for the duration of a command; stopped (warm, then killed) at its end."""
-    log = (get_settings().data_dir / "worker.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "docproc.cli", "worker", "--loglevel", "warning"],
-        stdout=log,
-        stderr=log,
-        # Its own process group: a terminal's Ctrl-C reaches this command, which decides what the worker does.
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(get_settings().stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--password", default=None, help="Password of an encrypted PDF.")
@@ -253,11 +248,13 @@ def _worker_process() -> Iterator[subprocess.Popen[bytes]]:
 @click.option(
     "--worker/--no-worker",
     default=None,
-    help="Start a worker for this command (default: only with the embedded queue).",
+    help="Start a worker for this command (default: only with the embedded queue; never with --server).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar or progress lines.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the result (and errors).")
+@server_options
 def summarize(
+    backend: "Backend",
     file: Path,
     password: str | None,
     max_words: int,
@@ -273,28 +270,21 @@ def summarize(
     Ctrl-C asks whether to cancel the job or leave it running (without a terminal: cancels it); SIGTERM
     cancels it. Either way the command exits non-zero and stops the worker it started.
     """
-    from docproc import service
-    from docproc.db import migrate, session_scope
-    from workers.celery_app import enqueue_job
-
-    migrate()
+    backend.prepare()
     options = {"max_words": max_words, "method": method} | (
         {"instructions": instructions} if instructions else {}
     )
     with _signals_raise():
         try:
-            with session_scope() as session, file.open("rb") as source:
-                document, _ = service.add_document(session, None, file.name, source, password)
-                job = service.create_job(session, None, document.id, "summarize", options)
-            enqueue_job(job.id)
+            document = backend.upload(file, password)
+            job = backend.submit(document["id"], "summarize", options)
             if not quiet:
-                console.print(f"job {job.id} submitted ({document.tokens} tokens)", highlight=False)
-            start_worker = worker if worker is not None else get_settings().broker_url is None
-            with _worker_process() if start_worker else contextlib.nullcontext():
+                console.print(f"job {job['id']} submitted ({document['tokens']} tokens)", highlight=False)
+            with backend.worker(worker):
                 try:
-                    finished = _wait(job.id, not (quiet or no_progress))
+                    finished = _wait(backend, job["id"], not (quiet or no_progress))
                 except Interrupted as stop:
-                    _stop_job(job.id, stop.signum, own_worker=start_worker)
+                    _stop_job(backend, job["id"], stop.signum)
                     raise
         except Interrupted as stop:
             sys.exit(128 + stop.signum)
@@ -303,22 +293,18 @@ def summarize(
         sys.exit(1)
 
 
-def _stop_job(job_id: str, signum: int, own_worker: bool) -> None:
+def _stop_job(backend: "Backend", job_id: str, signum: int) -> None:
     """Cancel the job (SIGTERM, no terminal, or the user's answer to Ctrl-C) and wait until it has stopped."""
-    from docproc import service
-    from docproc.db import session_scope
-
-    later = "the next worker resumes it" if own_worker else "a worker goes on with it"
+    later = backend.left_running()
     if signum == signal.SIGINT and sys.stdin.isatty():
         leave = not click.confirm(f"\nCancel job {job_id}? (no: leave it running, {later})", default=True)
         if leave:
             console.print(f"job {job_id} left running ({later}): docproc status {job_id}", highlight=False)
             return
-    with session_scope() as session:
-        service.cancel_job(session, None, job_id)
+    backend.cancel(job_id)
     console.print(f"cancelling job {job_id}", highlight=False)
     deadline = time.monotonic() + get_settings().stop_timeout_s
-    while (status := _job_view(job_id)["status"]) not in ("succeeded", "failed", "cancelled"):
+    while (status := backend.job(job_id)["status"]) not in ("succeeded", "failed", "cancelled"):
         if time.monotonic() > deadline:
             console.print(f"job {job_id} is still {status}; it stops at its next chunk", highlight=False)
             return
@@ -336,11 +322,13 @@ def _stop_job(job_id: str, signum: int, own_worker: bool) -> None:
 @click.option(
     "--worker/--no-worker",
     default=None,
-    help="Start a worker for this command (default: only with the embedded queue).",
+    help="Start a worker for this command (default: only with the embedded queue; never with --server).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar or progress lines.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final count.")
+@server_options
 def batch(
+    backend: "Backend",
     paths: tuple[Path, ...],
     out: Path,
     max_words: int,
@@ -350,47 +338,53 @@ def batch(
     quiet: bool,
 ) -> None:
     """Summarize FILES (or every file under a DIR) as one batch; write one JSON line per file to --out."""
-    from docproc import batches, service
-    from docproc.db import migrate, session_scope
-    from workers.celery_app import BATCH_QUEUE, enqueue_job
+    from docproc.errors import ServiceError
 
-    migrate()
-    items: list[batches.ItemSpec] = []
+    backend.prepare()
+    items: list[Json] = []
     unreadable: list[bytes] = []
-    with session_scope() as session:
-        for number, file in enumerate(_files(paths), start=1):
-            try:
-                with file.open("rb") as source:
-                    document, _ = service.add_document(session, None, file.name, source)
-            except service.ServiceError as exc:
-                console.print(f"[yellow]{file}: {exc.message}")
-                error = {"code": exc.code, "message": exc.message}
-                unreadable.append(batches.result_line(str(file), None, None, "failed", None, error))
-                continue
-            items.append(
-                batches.ItemSpec(
-                    number, str(file), document.id, "summarize", {"max_words": max_words, "method": method}
-                )
-            )
-        if not items:
-            raise click.ClickException("No file could be read.")
-        created = batches.create_batch(session, None, items)
-        batches.enqueue_items(session, created, lambda job_id: enqueue_job(job_id, BATCH_QUEUE))
-        batch_id = created.id
+    for file in _files(paths):
+        try:
+            document = backend.upload(file)
+        except ServiceError as exc:
+            console.print(f"[yellow]{file}: {exc.message}")
+            error = {"code": exc.code, "message": exc.message}
+            line = {"custom_id": str(file), "job_id": None, "document_id": None, "status": "failed"}
+            line |= {"result": None, "error": error}
+            unreadable.append(json.dumps(line, ensure_ascii=False).encode() + b"\n")
+            continue
+        options = {"max_words": max_words, "method": method}
+        items.append(
+            {"custom_id": str(file), "document_id": document["id"], "task": "summarize", "options": options}
+        )
+    if not items:
+        raise click.ClickException("No file could be read.")
+    batch_id = backend.create_batch(items)["id"]
     if not quiet:
         console.print(f"batch {batch_id} submitted ({len(items)} files)", highlight=False)
-    start_worker = worker if worker is not None else get_settings().broker_url is None
-    with _worker_process() if start_worker else contextlib.nullcontext():
-        state = _wait_batch(batch_id, not (quiet or no_progress))
+    with backend.worker(worker), _Progress("files", not (quiet or no_progress)) as progress:
+        ended = backend.wait_batch(
+            batch_id, lambda view: progress.update(view["status"], _finished(view), _total(view))
+        )
     with out.open("wb") as results:
         results.writelines(unreadable)
-        results.writelines(batches.result_lines(batch_id))
+        results.writelines(backend.batch_results(batch_id))
+    counts = ended["request_counts"]
     console.print(
-        f"batch {batch_id} {state.status}: {state.completed} summarized, "
-        f"{state.failed + len(unreadable)} failed, {state.cancelled} cancelled; results in {out}"
+        f"batch {batch_id} {ended['status']}: {counts['completed']} summarized, "
+        f"{counts['failed'] + len(unreadable)} failed, {counts['cancelled']} cancelled; results in {out}"
     )
-    if state.completed < state.total or unreadable:
+    if counts["completed"] < counts["total"] or unreadable:
         sys.exit(1)
+
+
+def _finished(batch_view: "Json") -> int:
+    counts = batch_view["request_counts"]
+    return counts["completed"] + counts["failed"] + counts["cancelled"]
+
+
+def _total(batch_view: "Json") -> int:
+    return batch_view["request_counts"]["total"]
 
 
 def _files(paths: tuple[Path, ...]) -> list[Path]:
@@ -407,47 +401,17 @@ def _files(paths: tuple[Path, ...]) -> list[Path]:
     return files
 
 
-def _wait_batch(batch_id: str, show_progress: bool) -> "BatchState":
-    from docproc import batches
-    from docproc.db import session_scope
-
-    with _Progress("files", show_progress) as progress:
-        while True:
-            with session_scope() as session:
-                batch = batches.get_batch(session, None, batch_id)
-                state = batches.states(session, [batch])[batch_id]
-            finished = state.completed + state.failed + state.cancelled
-            progress.update(state.status, finished, state.total)
-            if state.status in ("completed", "failed", "cancelled"):
-                return state
-            time.sleep(POLL_S)
-
-
-def _job_view(job_id: str) -> dict:
-    from docproc import service
-    from docproc.api.schemas import JobOut, ResultOut
-    from docproc.db import session_scope
-
-    with session_scope() as session:
-        job = service.get_job(session, None, job_id)
-        view = JobOut.model_validate(job).model_dump(mode="json")
-        if job.result is not None:
-            view["result"] = ResultOut.model_validate(job.result).model_dump(mode="json")
-        return view
-
-
-def _wait(job_id: str, show_progress: bool) -> dict:
+def _wait(backend: "Backend", job_id: str, show_progress: bool) -> "Json":
     with _Progress("tokens", show_progress) as progress:
-        while True:
-            view = _job_view(job_id)
+
+        def update(view: "Json") -> None:
             tokens = view["progress"]
             progress.update(view["status"], tokens["tokens_done"], tokens["tokens_total"] or None)
-            if view["status"] in ("succeeded", "failed", "cancelled"):
-                return view
-            time.sleep(POLL_S)
+
+        return backend.wait(job_id, update)
 
 
-def _print_result(view: dict, as_json: bool) -> None:
+def _print_result(view: "Json", as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(view, indent=2))
     elif view["status"] == "succeeded":
@@ -460,9 +424,10 @@ def _print_result(view: dict, as_json: bool) -> None:
 @main.command()
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True)
-def status(job_id: str, as_json: bool) -> None:
+@server_options
+def status(backend: "Backend", job_id: str, as_json: bool) -> None:
     """Show a job's status and progress (and its summary once done)."""
-    view = _job_view(job_id)
+    view = backend.job(job_id)
     if as_json:
         click.echo(json.dumps(view, indent=2))
         return
@@ -476,14 +441,11 @@ def status(job_id: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("job_id")
-def cancel(job_id: str) -> None:
+@server_options
+def cancel(backend: "Backend", job_id: str) -> None:
     """Cancel a job: queued jobs stop at once, running ones within about a second."""
-    from docproc import service
-    from docproc.db import session_scope
-
-    with session_scope() as session:
-        job = service.cancel_job(session, None, job_id)
-        click.echo(f"{job.id}  {job.status.value}{'  (stopping)' if job.cancel_requested else ''}")
+    view = backend.cancel(job_id)
+    click.echo(f"{view['id']}  {view['status']}{'  (stopping)' if view['status'] == 'running' else ''}")
 
 
 def _echo_json(value: object) -> None:
@@ -493,34 +455,27 @@ def _echo_json(value: object) -> None:
 @main.group(invoke_without_command=True)
 @click.option("--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@server_options
 @click.pass_context
-def documents(context: click.Context, limit: int, as_json: bool) -> None:
+def documents(context: click.Context, backend: "Backend", limit: int, as_json: bool) -> None:
     """List the latest documents (or delete one: `docproc documents delete ID`)."""
     if context.invoked_subcommand is not None:
         return
-    from docproc import service
-    from docproc.api.schemas import DocumentOut
-    from docproc.db import session_scope
-
-    with session_scope() as session:
-        rows, total = service.list_documents(session, None, limit, 0)
-        if as_json:
-            _echo_json([DocumentOut.model_validate(d).model_dump(mode="json") for d in rows])
-            return
-        for d in rows:
-            click.echo(f"{d.id}  {d.page_count:>5} pages  {d.tokens:>8} tokens  {d.filename}")
-        click.echo(f"({len(rows)} of {total})")
+    rows, total = backend.documents(limit)
+    if as_json:
+        _echo_json(rows)
+        return
+    for d in rows:
+        click.echo(f"{d['id']}  {d['pages']:>5} pages  {d['tokens']:>8} tokens  {d['filename']}")
+    click.echo(f"({len(rows)} of {total})")
 
 
 @documents.command("delete")
 @click.argument("document_id")
-def documents_delete(document_id: str) -> None:
+@server_options
+def documents_delete(backend: "Backend", document_id: str) -> None:
     """Delete a document: its file and pages; its jobs and results stay (see README)."""
-    from docproc import service
-    from docproc.db import session_scope
-
-    with session_scope() as session:
-        service.delete_document(session, None, document_id)
+    backend.delete_document(document_id)
     click.echo(f"{document_id} deleted")
 
 
@@ -529,122 +484,92 @@ def documents_delete(document_id: str) -> None:
 @click.option("--document", "document_id", default=None, help="Only this document's jobs.")
 @click.option("--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def jobs(status_: str | None, document_id: str | None, limit: int, as_json: bool) -> None:
+@server_options
+def jobs(backend: "Backend", status_: str | None, document_id: str | None, limit: int, as_json: bool) -> None:
     """List the latest jobs, optionally by status or document."""
-    from docproc import service
-    from docproc.api.schemas import JobOut
-    from docproc.db import session_scope
-
-    with session_scope() as session:
-        rows, total = service.list_jobs(
-            session, None, limit, 0, document_id, JobStatus(status_) if status_ else None
-        )
-        views = [JobOut.model_validate(job) for job in rows]
+    views, total = backend.jobs(status_, document_id, limit)
     if as_json:
-        _echo_json([view.model_dump(mode="json") for view in views])
+        _echo_json(views)
         return
     for view in views:
-        progress = f"{view.progress.tokens_done}/{view.progress.tokens_total}"
-        click.echo(f"{view.id}  {view.status.value:<9}  {progress:>15} tokens  {view.document_id or '-'}")
+        progress = f"{view['progress']['tokens_done']}/{view['progress']['tokens_total']}"
+        click.echo(f"{view['id']}  {view['status']:<9}  {progress:>15} tokens  {view['document_id'] or '-'}")
     click.echo(f"({len(views)} of {total})")
 
 
 @main.command()
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True)
-def result(job_id: str, as_json: bool) -> None:
+@server_options
+def result(backend: "Backend", job_id: str, as_json: bool) -> None:
     """Print a succeeded job's summary (exits non-zero while there is none)."""
-    from docproc import service
-    from docproc.api.schemas import ResultOut
-    from docproc.db import session_scope
-
-    with session_scope() as session:
-        view = ResultOut.model_validate(service.get_result(session, None, job_id))
+    view = backend.result(job_id)
     if as_json:
-        _echo_json(view.model_dump(mode="json"))
+        _echo_json(view)
     else:
-        click.echo(view.summary)
+        click.echo(view["summary"])
 
 
 @main.group(invoke_without_command=True)
 @click.option("--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@server_options
 @click.pass_context
-def batches(context: click.Context, limit: int, as_json: bool) -> None:
+def batches(context: click.Context, backend: "Backend", limit: int, as_json: bool) -> None:
     """List the latest batches (and see `status`, `results`, `cancel`)."""
     if context.invoked_subcommand is not None:
         return
-    from docproc import batches as batch_service
-    from docproc.api.schemas import BatchOut
-    from docproc.db import session_scope
-
-    with session_scope() as session:
-        rows, total = batch_service.list_batches(session, None, limit, 0)
-        states = batch_service.states(session, rows)
-        views = [BatchOut.of(row, states[row.id]) for row in rows]
+    views, total = backend.batches(limit)
     if as_json:
-        _echo_json([view.model_dump(mode="json") for view in views])
+        _echo_json(views)
         return
     for view in views:
-        click.echo(f"{view.id}  {view.status:<11}  {_counts(view)}")
+        click.echo(f"{view['id']}  {view['status']:<11}  {_counts(view)}")
     click.echo(f"({len(views)} of {total})")
 
 
-def _counts(view: "BatchOut") -> str:
-    counts = view.request_counts
+def _counts(view: "Json") -> str:
+    counts = view["request_counts"]
     return (
-        f"{counts.total} requests: {counts.completed} completed, {counts.failed} failed, "
-        f"{counts.cancelled} cancelled"
+        f"{counts['total']} requests: {counts['completed']} completed, {counts['failed']} failed, "
+        f"{counts['cancelled']} cancelled"
     )
 
 
-def _batch_view(batch_id: str, cancel: bool = False) -> "BatchOut":
-    from docproc import batches as batch_service
-    from docproc.api.schemas import BatchOut
-    from docproc.db import session_scope
-
-    with session_scope() as session:
-        if cancel:
-            batch = batch_service.cancel_batch(session, None, batch_id)
-            session.commit()
-        else:
-            batch = batch_service.get_batch(session, None, batch_id)
-        return BatchOut.of(batch, batch_service.states(session, [batch])[batch.id])
-
-
-def _print_batch(view: "BatchOut", as_json: bool) -> None:
+def _print_batch(view: "Json", as_json: bool) -> None:
     if as_json:
-        _echo_json(view.model_dump(mode="json"))
+        _echo_json(view)
     else:
-        click.echo(f"{view.id}  {view.status}  {_counts(view)}")
+        click.echo(f"{view['id']}  {view['status']}  {_counts(view)}")
 
 
 @batches.command("status")
 @click.argument("batch_id")
 @click.option("--json", "as_json", is_flag=True)
-def batches_status(batch_id: str, as_json: bool) -> None:
+@server_options
+def batches_status(backend: "Backend", batch_id: str, as_json: bool) -> None:
     """A batch's status and request counts."""
-    _print_batch(_batch_view(batch_id), as_json)
+    _print_batch(backend.batch(batch_id), as_json)
 
 
 @batches.command("results")
 @click.argument("batch_id")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Default: stdout.")
-def batches_results(batch_id: str, out: Path | None) -> None:
+@server_options
+def batches_results(backend: "Backend", batch_id: str, out: Path | None) -> None:
     """The results as JSON lines, one per request in input order (partial while the batch runs)."""
-    from docproc import batches as batch_service
-
-    _batch_view(batch_id)  # not found: an error rather than an empty file
+    lines = backend.batch_results(batch_id)
     with click.open_file(str(out) if out else "-", "wb") as sink:
-        sink.writelines(batch_service.result_lines(batch_id))
+        sink.writelines(lines)
 
 
 @batches.command("cancel")
 @click.argument("batch_id")
 @click.option("--json", "as_json", is_flag=True)
-def batches_cancel(batch_id: str, as_json: bool) -> None:
+@server_options
+def batches_cancel(backend: "Backend", batch_id: str, as_json: bool) -> None:
     """Cancel a batch: items not started at once, running ones at their next chunk."""
-    _print_batch(_batch_view(batch_id, cancel=True), as_json)
+    _print_batch(backend.cancel_batch(batch_id), as_json)
 
 
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
 
-from docproc import metrics
+from docproc import metrics, webhooks
 from docproc.db import session_scope
 from docproc.engine import Engine, Stopped
 from docproc.ingestion import Page
@@ -160,6 +160,7 @@ class JobRun(ProgressReporter):
             if result is not None:
                 result.job_id = job.id
                 session.merge(result)
+            webhooks.job_and_batch_ended(session, job)
         self._record(job, result)
 
     def _record(self, job: Job, result: Result | None) -> None:
@@ -247,11 +248,13 @@ def release_expired_leases() -> list[str]:
     now = utcnow()
     expired = (Job.status == JobStatus.running, Job.lease_expires_at < now)
     with session_scope() as session:
-        session.execute(
-            update(Job)
-            .where(*expired, Job.cancel_requested.is_(True))
-            .values(status=JobStatus.cancelled, finished_at=now, lease_owner=None, lease_expires_at=None)
-        )
+        for job in session.scalars(
+            select(Job).where(*expired, Job.cancel_requested.is_(True)).with_for_update()
+        ):
+            job.status, job.finished_at = JobStatus.cancelled, now
+            job.lease_owner = job.lease_expires_at = None
+            webhooks.job_and_batch_ended(session, job)
+        session.flush()
         ids = list(session.scalars(select(Job.id).where(*expired)))
         if ids:
             session.execute(

@@ -24,6 +24,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# URLs are stored up to this length; longer ones are refused.
+WEBHOOK_URL_MAX = 2048
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -154,8 +157,15 @@ class Job(Base):
     # Retention: the sweep deletes the finished job, its result and states after this (None: kept). A batch's
     # items go with their batch.
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Told of the job's end (docproc.webhooks); None: no webhook.
+    webhook_url: Mapped[str | None] = mapped_column(String(WEBHOOK_URL_MAX))
 
     result: Mapped["Result | None"] = relationship(back_populates="job", cascade="all, delete-orphan")
+    webhook: Mapped["WebhookDelivery | None"] = relationship(viewonly=True)
+
+    @property
+    def webhook_state(self) -> "WebhookDelivery | None":
+        return webhook_state(self.webhook_url, self.webhook)
 
     @property
     def progress(self) -> dict[str, int]:
@@ -205,6 +215,14 @@ class Batch(Base):
     cancelling_at: Mapped[datetime | None]
     # Retention: the sweep deletes the batch and its items once all are finished and this has passed.
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Told of the batch's end (docproc.webhooks); None: no webhook.
+    webhook_url: Mapped[str | None] = mapped_column(String(WEBHOOK_URL_MAX))
+
+    webhook: Mapped["WebhookDelivery | None"] = relationship(viewonly=True)
+
+    @property
+    def webhook_state(self) -> "WebhookDelivery | None":
+        return webhook_state(self.webhook_url, self.webhook)
 
 
 class IdempotencyKey(Base):
@@ -229,3 +247,61 @@ class IdempotencyKey(Base):
     body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WebhookStatus(enum.StrEnum):
+    pending = "pending"  # the job or batch has not ended yet, or its event is being delivered or retried
+    delivered = "delivered"
+    failed = "failed"  # every attempt failed until webhook_retry_for_s ran out
+
+
+class WebhookDelivery(Base):
+    """The one event sent when a job or a batch ends: its fixed payload and the state of its delivery.
+
+    Written in the transaction that ends the job (or the batch's last job), so no end goes untold; sent by
+    Celery tasks, and by the workers' sweep when a task was lost (next_attempt_at long past).
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    # The Standard Webhooks message id (webhook-id header): the same on every attempt, for receivers' dedup.
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("msg"))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), unique=True)
+    url: Mapped[str] = mapped_column(String(WEBHOOK_URL_MAX))
+    # The exact body sent on every attempt (its signature covers these bytes).
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[WebhookStatus] = mapped_column(
+        Enum(WebhookStatus, native_enum=False, length=16), default=WebhookStatus.pending
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # An attempt in flight holds the delivery until then, so that a duplicate task does not send it twice.
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class WebhookAttempt(Base):
+    """One POST of a delivery: when, the answer's status (None: no answer) and the error, if any."""
+
+    __tablename__ = "webhook_attempts"
+
+    delivery_id: Mapped[str] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+def webhook_state(url: str | None, delivery: WebhookDelivery | None) -> WebhookDelivery | None:
+    """A job's or batch's end event as the API shows it: None without a webhook; before the end, when no
+    delivery exists yet, an unsaved pending one."""
+    if url is None:
+        return None
+    return delivery or WebhookDelivery(url=url, status=WebhookStatus.pending, attempts=0, last_error=None)

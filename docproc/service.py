@@ -11,7 +11,7 @@ from sqlalchemy import Select, false, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from docproc import metrics
+from docproc import metrics, webhooks
 from docproc.db import session_scope
 from docproc.engine import get_tokenizer
 from docproc.engine.base import PAGE_SEPARATOR
@@ -329,7 +329,15 @@ def check_active_jobs_quota(session: Session, owner: str | None) -> None:
         )
 
 
-def create_job(session: Session, owner: str | None, document_id: str, task: str, options: dict) -> Job:
+def create_job(
+    session: Session,
+    owner: str | None,
+    document_id: str,
+    task: str,
+    options: dict,
+    webhook_url: str | None = None,
+) -> Job:
+    """A queued job, not yet sent to the queue; `webhook_url` (webhooks.resolve_url) is told of its end."""
     get_document(session, owner, document_id)
     if task not in TASKS:
         raise ServiceError(422, "unknown_task", f"Unknown task {shorten(task)}; known: {', '.join(TASKS)}.")
@@ -346,6 +354,7 @@ def create_job(session: Session, owner: str | None, document_id: str, task: str,
         task=task,
         options=validated.model_dump(exclude_none=True),
         expires_at=expiry(),
+        webhook_url=webhook_url,
     )
     session.add(job)
     session.flush()
@@ -386,12 +395,20 @@ def cancel_job(session: Session, owner: str | None, job_id: str) -> Job:
     job = session.get(Job, job_id, with_for_update=True) if is_well_formed_id(job_id) else None
     if job is None or job.owner != owner:
         raise not_found("job", job_id)
+    stop_job(session, job)
+    if job.status.finished and job.batch_id is not None:
+        webhooks.batch_may_have_ended(session, job.batch_id)
+    return job
+
+
+def stop_job(session: Session, job: Job) -> None:
+    """Cancel a queued job now, ask a running one to stop (call with the job's row locked)."""
     if job.status is JobStatus.queued:
         job.status = JobStatus.cancelled
         job.finished_at = utcnow()
+        webhooks.job_ended(session, job)
     elif job.status is JobStatus.running:
         job.cancel_requested = True
-    return job
 
 
 def fail_unqueued(session: Session, job: Job, reason: str) -> None:
@@ -399,3 +416,4 @@ def fail_unqueued(session: Session, job: Job, reason: str) -> None:
     job.error_code = "queue_unavailable"
     job.error_message = f"The job could not be queued: {reason}. Submit it again."
     job.finished_at = utcnow()
+    webhooks.job_ended(session, job)

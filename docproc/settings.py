@@ -126,6 +126,27 @@ class Settings(BaseSettings):
     # Each worker writes a heartbeat to Redis this often; /metrics shows the newest one's age.
     worker_heartbeat_s: float = Field(10.0, gt=0)
 
+    # Webhooks (docproc.webhooks): events are signed per Standard Webhooks with this secret ("whsec_" and
+    # base64, as standardwebhooks makes them); None: webhooks are off and a webhook_url is refused.
+    webhook_secret: str | None = None
+    # Where the ends of jobs and batches are told when the request names no webhook_url (None: nowhere).
+    # Set by the operator, so it may be a private address.
+    webhook_url: str | None = None
+    # Client-given URLs may point at private, loopback and link-local addresses (never in production: SSRF).
+    webhook_allow_private: bool = False
+    # A failed delivery is tried again after webhook_backoff_s, doubling each time up to
+    # webhook_backoff_max_s, until webhook_retry_for_s after the event; then it is given up (status failed).
+    webhook_backoff_s: float = Field(5.0, gt=0)
+    webhook_backoff_max_s: float = Field(3600.0, gt=0)
+    webhook_retry_for_s: float = Field(3 * 24 * 3600.0, ge=0)
+    # One attempt's time limit (connect, send and the receiver's answer).
+    webhook_timeout_s: float = Field(10.0, gt=0)
+
+    # Live progress (GET .../events): each stream reads its job or batch this often (one primary-key SELECT)
+    # and sends a comment line as a heartbeat every events_ping_s, so that proxies keep the connection open.
+    events_poll_s: float = Field(0.5, gt=0)
+    events_ping_s: float = Field(15.0, gt=0)
+
     @field_validator("api_keys", "devices", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:

@@ -76,6 +76,20 @@ def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+# Redis databases for services that live beside others (session fixtures): workers on one queue would take
+# each other's jobs, which their own database does not know.
+_SPARE_BROKER_DBS = iter(db for db in range(16) if f"/{db}" != REDIS_URL[REDIS_URL.rindex("/") :])
+
+
+def isolated_broker_url() -> str:
+    """An emptied Redis database of its own, for a service's queue."""
+    import redis
+
+    url = f"{REDIS_URL[: REDIS_URL.rindex('/')]}/{next(_SPARE_BROKER_DBS)}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
 def service_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCPROC_")}
     env |= {
@@ -184,12 +198,45 @@ def running_service(tmp_path_factory: pytest.TempPathFactory, postgres_database:
     env = service_env(
         tmp_path / "data",
         postgres_database,
+        DOCPROC_BROKER_URL=isolated_broker_url(),
         DOCPROC_API_KEYS=",".join(keys),
         DOCPROC_RETENTION_DAYS="1",
         DOCPROC_MODEL=str(make_random_checkpoint(tmp_path / "qwen3-next-tiny")),
     )
     service = Service(env, tmp_path)
     service.keys = keys
+    service.start_api()
+    service.start_worker()
+    yield service
+    service.stop()
+
+
+# The live service's webhook signing secret (Standard Webhooks format: "whsec_" and base64).
+WEBHOOK_SECRET = "whsec_" + "dGVzdC13ZWJob29rLXNlY3JldC1mb3ItZG9jcHJvYw=="
+
+
+@pytest.fixture(scope="session")
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """An API and one worker for the whole session on a tiny random Qwen3-Next model (a chunk takes
+    milliseconds), small chunks (many progress steps), webhooks on with fast retries, a fast event poll."""
+    from model.testing import make_random_checkpoint
+
+    tmp_path = tmp_path_factory.mktemp("live")
+    checkpoint = make_random_checkpoint(tmp_path / "qwen3-next-tiny")
+    env = service_env(
+        tmp_path / "data",
+        f"sqlite:///{tmp_path / 'docproc.db'}",
+        DOCPROC_BROKER_URL=isolated_broker_url(),
+        DOCPROC_MODEL=str(checkpoint),
+        DOCPROC_CHUNK_TOKENS="64",
+        DOCPROC_EVENTS_POLL_S="0.1",
+        DOCPROC_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        DOCPROC_WEBHOOK_ALLOW_PRIVATE="1",
+        DOCPROC_WEBHOOK_BACKOFF_S="0.2",
+        DOCPROC_WEBHOOK_BACKOFF_MAX_S="0.8",
+        DOCPROC_WEBHOOK_RETRY_FOR_S="3",
+    )
+    service = Service(env, tmp_path)
     service.start_api()
     service.start_worker()
     yield service

@@ -9,11 +9,14 @@ from docproc.broker import broker_url
 # consumes both queues in turn and, with prefetch 1, a new single job waits for at most one batch item.
 JOBS_QUEUE = "jobs"
 BATCH_QUEUE = "batch"
+# Webhook deliveries: every worker serves it between jobs; a `docproc worker --queues webhooks` (no model is
+# loaded) delivers them while the others run long jobs.
+WEBHOOKS_QUEUE = "webhooks"
 
 app = Celery("docproc", broker=broker_url(), include=["workers.tasks"])
 app.conf.update(
     # Each queue its own routing key: without one, a queue is bound with the default key and gets every job.
-    task_queues=[Queue(JOBS_QUEUE, routing_key=JOBS_QUEUE), Queue(BATCH_QUEUE, routing_key=BATCH_QUEUE)],
+    task_queues=[Queue(name, routing_key=name) for name in (JOBS_QUEUE, BATCH_QUEUE, WEBHOOKS_QUEUE)],
     task_default_queue=JOBS_QUEUE,
     task_acks_late=True,
     task_reject_on_worker_lost=True,
@@ -28,3 +31,9 @@ app.conf.update(
 
 def enqueue_job(job_id: str, queue: str = JOBS_QUEUE) -> None:
     app.send_task("workers.tasks.run_job", args=[job_id], queue=queue)
+
+
+def enqueue_webhook(delivery_id: str, countdown: float = 0) -> None:
+    app.send_task(
+        "workers.tasks.deliver_webhook", args=[delivery_id], queue=WEBHOOKS_QUEUE, countdown=countdown
+    )

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy import ColumnElement, select
 
-from docproc import idempotency, metrics
+from docproc import idempotency, metrics, webhooks
 from docproc.db import session_scope
 from docproc.engine import get_engine
 from docproc.jobs import WORKER_ID, release_expired_leases, take_unseen_queued_jobs
@@ -22,7 +22,7 @@ from docproc.jobs import run_job as run_job_under_lease
 from docproc.models import Job
 from docproc.service import delete_expired, remove_orphan_files
 from docproc.settings import get_settings
-from workers.celery_app import BATCH_QUEUE, JOBS_QUEUE, app, enqueue_job
+from workers.celery_app import BATCH_QUEUE, JOBS_QUEUE, app, enqueue_job, enqueue_webhook
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,13 @@ def run_job(job_id: str) -> None:
     run_job_under_lease(job_id, get_engine)
 
 
+@app.task(name="workers.tasks.deliver_webhook")
+def deliver_webhook(delivery_id: str) -> None:
+    """One attempt; a failed one schedules the next (the delivery's row says when, if the task is lost)."""
+    if (retry_in := webhooks.attempt(delivery_id)) is not None:
+        enqueue_webhook(delivery_id, countdown=retry_in)
+
+
 def sweep() -> None:
     """Re-send jobs whose worker died and queued jobs whose message is no longer on the queue; remove the
     files interrupted uploads left; delete what outlived its retention and expired idempotency keys."""
@@ -43,6 +50,10 @@ def sweep() -> None:
             log.warning("job %s: its worker stopped renewing the lease; queued again", job_id)
     if lost := resend_lost_jobs():
         log.warning("%d queued jobs had no message on the queue (broker data lost?): sent again", len(lost))
+    # A webhook task is held by its worker until its countdown ends: one lost with its worker is sent again.
+    for delivery_id in webhooks.take_overdue(get_settings().job_lease_s):
+        log.warning("webhook %s: its task was lost; sent again", delivery_id)
+        enqueue_webhook(delivery_id)
     remove_orphan_files()
     with session_scope() as session:
         deleted = delete_expired(session)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from docproc.models import Batch, JobStatus
+from docproc.models import WEBHOOK_URL_MAX, Batch, JobStatus, WebhookStatus
 
 if TYPE_CHECKING:
     from docproc.batches import BatchState
@@ -85,12 +85,30 @@ class Page(BaseModel, Generic[Item]):
     offset: int
 
 
+WebhookUrl = Annotated[
+    str | None,
+    Field(
+        max_length=WEBHOOK_URL_MAX,
+        description="An http(s) URL told of the end (signed per Standard Webhooks); default: the server's.",
+    ),
+]
+
+
 class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document_id: str
     task: Literal["summarize"] = "summarize"
     options: dict[str, Any] = Field(default_factory=dict)
+    webhook_url: WebhookUrl = None
+
+
+class WebhookOut(FromRow):
+    """The delivery of the end event: pending until the job or batch ended and its receiver took it."""
+
+    status: WebhookStatus
+    attempts: int
+    last_error: str | None
 
 
 class Progress(FromRow):
@@ -116,6 +134,8 @@ class JobOut(FromRow):
     custom_id: str | None
     # When retention deletes the job and its result; None: kept until deleted.
     expires_at: datetime | None
+    # None without a webhook.
+    webhook: WebhookOut | None = Field(None, validation_alias="webhook_state")
 
 
 class Usage(BaseModel):
@@ -145,6 +165,7 @@ class BatchIn(BaseModel):
     document_ids: list[str] = Field(min_length=1)
     task: Literal["summarize"] = "summarize"
     options: dict[str, Any] = Field(default_factory=dict)
+    webhook_url: WebhookUrl = None
 
 
 class RequestCounts(BaseModel):
@@ -184,6 +205,8 @@ class BatchOut(BaseModel):
     cancelled_at: datetime | None
     # When retention deletes the batch and its items; None: kept until deleted.
     expires_at: datetime | None
+    # None without a webhook.
+    webhook: WebhookOut | None = None
 
     @classmethod
     def of(cls, batch: Batch, state: "BatchState") -> "BatchOut":
@@ -203,4 +226,5 @@ class BatchOut(BaseModel):
             cancelling_at=batch.cancelling_at,
             cancelled_at=state.cancelled_at,
             expires_at=batch.expires_at,
+            webhook=None if batch.webhook_state is None else WebhookOut.model_validate(batch.webhook_state),
         )

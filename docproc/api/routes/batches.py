@@ -1,15 +1,18 @@
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from sse_starlette import EventSourceResponse
 from starlette.datastructures import UploadFile
 
-from docproc import batches, service
+from docproc import batches, service, webhooks
 from docproc.api.deps import OwnerDep, SessionDep, declare_idempotency_key
+from docproc.api.events import EVENT_STREAM_RESPONSE, LastEventId, event_stream
 from docproc.api.schemas import BatchIn, BatchOut, Limit, Offset, Page, error_responses
+from docproc.db import session_scope
 from docproc.errors import describe, field_errors
 from docproc.models import Batch
 from workers.celery_app import BATCH_QUEUE, enqueue_job
@@ -30,7 +33,12 @@ _BODY_DOC = {
                             "type": "string",
                             "format": "binary",
                             "description": "JSONL: one {custom_id, document_id, task?, options?} per line.",
-                        }
+                        },
+                        "webhook_url": {
+                            "type": "string",
+                            "maxLength": 2048,
+                            "description": "An http(s) URL told of the batch's end.",
+                        },
                     },
                 }
             },
@@ -55,11 +63,17 @@ async def create_batch(request: Request, session: SessionDep, owner: OwnerDep) -
     """A batch from JSON `{document_ids, task, options}` or from an uploaded JSONL file (multipart `file`)."""
     lines: BinaryIO | None = None
     items: list[batches.ItemSpec] = []
+    requested_webhook: str | None = None
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        upload = (await request.form()).get("file")
+        form = await request.form()
+        upload, requested_webhook = form.get("file"), form.get("webhook_url")
         if not isinstance(upload, UploadFile):
             raise service.ServiceError(
                 422, "file_required", "Upload the JSONL file in the multipart field `file`."
+            )
+        if not isinstance(requested_webhook, str | None):
+            raise service.ServiceError(
+                422, "invalid_webhook_url", "webhook_url must be a form field, not a file."
             )
         lines = upload.file
     else:
@@ -71,9 +85,12 @@ async def create_batch(request: Request, session: SessionDep, owner: OwnerDep) -
                 422, "invalid_request", f"Invalid batch: {describe(errors)}.", errors=errors
             ) from exc
         items = batches.items_from_document_ids(body.document_ids, body.task, body.options)
+        requested_webhook = body.webhook_url
 
     def submit() -> BatchOut:
-        batch = batches.create_batch(session, owner, items if lines is None else batches.parse_jsonl(lines))
+        webhook_url = webhooks.resolve_url(requested_webhook)
+        parsed = items if lines is None else batches.parse_jsonl(lines)
+        batch = batches.create_batch(session, owner, parsed, webhook_url)
         batches.enqueue_items(session, batch, lambda job_id: enqueue_job(job_id, BATCH_QUEUE))
         return _view(session, batch)
 
@@ -105,6 +122,29 @@ def get_results(batch_id: str, session: SessionDep, owner: OwnerDep) -> Streamin
     the batch runs."""
     batches.get_batch(session, owner, batch_id)
     return StreamingResponse(batches.result_lines(batch_id), media_type="application/x-ndjson")
+
+
+@router.get(
+    "/{batch_id}/events",
+    response_class=EventSourceResponse,
+    responses=EVENT_STREAM_RESPONSE | error_responses(404),
+)
+def batch_events(batch_id: str, owner: OwnerDep, last_event_id: LastEventId = None) -> EventSourceResponse:
+    """Server-Sent Events: `progress` with the batch (as GET /v1/batches/{id}) whenever it changes, then one
+    `status` event once it has ended; ids count up, and `Last-Event-ID` resumes after one."""
+    # Not the request's session: it would hold a pooled connection for as long as the stream is open.
+    with session_scope() as session:
+        batches.get_batch(session, owner, batch_id)
+
+    def read() -> tuple[dict[str, Any], bool] | None:
+        with session_scope() as reading:
+            batch = reading.get(Batch, batch_id)
+            if batch is None:
+                return None
+            view = _view(reading, batch)
+            return view.model_dump(mode="json"), view.status in batches.FINISHED_STATUSES
+
+    return event_stream(read, last_event_id)
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchOut, responses=error_responses(404))

@@ -1,14 +1,16 @@
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.concurrency import run_in_threadpool
+from sse_starlette import EventSourceResponse
 
-from docproc import service
+from docproc import service, webhooks
 from docproc.api.deps import OwnerDep, SessionDep, declare_idempotency_key
+from docproc.api.events import EVENT_STREAM_RESPONSE, LastEventId, event_stream
 from docproc.api.schemas import JobIn, JobOut, Limit, Offset, Page, ResultOut, error_responses
 from docproc.db import session_scope
-from docproc.models import JobStatus
+from docproc.models import Job, JobStatus
 from workers.celery_app import enqueue_job
 
 log = logging.getLogger(__name__)
@@ -30,9 +32,10 @@ async def create_job(body: JobIn, owner: OwnerDep) -> JobOut:
 
 
 def _submit(body: JobIn, owner: str | None) -> JobOut:
+    webhook_url = webhooks.resolve_url(body.webhook_url)
     with session_scope() as session:
         service.check_active_jobs_quota(session, owner)
-        job = service.create_job(session, owner, body.document_id, body.task, body.options)
+        job = service.create_job(session, owner, body.document_id, body.task, body.options, webhook_url)
         session.commit()  # the worker must find the job when the message arrives
         try:
             enqueue_job(job.id)
@@ -66,6 +69,28 @@ def get_job(job_id: str, session: SessionDep, owner: OwnerDep) -> JobOut:
 @router.get("/{job_id}/result", response_model=ResultOut, responses=error_responses(404, 409))
 def get_result(job_id: str, session: SessionDep, owner: OwnerDep) -> ResultOut:
     return ResultOut.model_validate(service.get_result(session, owner, job_id))
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses=EVENT_STREAM_RESPONSE | error_responses(404),
+)
+def job_events(job_id: str, owner: OwnerDep, last_event_id: LastEventId = None) -> EventSourceResponse:
+    """Server-Sent Events: `progress` with the job (as GET /v1/jobs/{id}) whenever it changes, then one
+    `status` event once it has ended; ids count up, and `Last-Event-ID` resumes after one."""
+    # Not the request's session: it would hold a pooled connection for as long as the stream is open.
+    with session_scope() as session:
+        service.get_job(session, owner, job_id)
+
+    def read() -> tuple[dict[str, Any], bool] | None:
+        with session_scope() as reading:
+            job = reading.get(Job, job_id)
+            if job is None:
+                return None
+            return JobOut.model_validate(job).model_dump(mode="json"), job.status.finished
+
+    return event_stream(read, last_event_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=error_responses(404))

@@ -1,7 +1,7 @@
 """idempotency_keys; expires_at on documents, jobs and batches (retention)
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0009
 Create Date: 2026-11-29 18:30:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import docproc.models
 
 revision: str = "0010"
-down_revision: str | None = "0006"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
