@@ -154,7 +154,15 @@ class Result(Base):
     __tablename__ = "results"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    summary: Mapped[str] = mapped_column(Text)
+    # summarize: the summary; ask: the answer (in `answer`); extract: the data. None where another task's.
+    summary: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None]
+    # ask, extract: [{page, quote}, ...], each quote found on its page; quotes that were not, counted.
+    citations: Mapped[list[dict[str, Any]] | None]
+    dropped_quotes: Mapped[int | None] = mapped_column(Integer)
+    # Document tokens a streaming engine did not read again (it continued from the document's kept state).
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     thinking: Mapped[str | None] = mapped_column(Text)
     model: Mapped[str] = mapped_column(String(256))
     input_tokens: Mapped[int] = mapped_column(Integer)

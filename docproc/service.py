@@ -16,8 +16,8 @@ from docproc.engine.base import PAGE_SEPARATOR
 from docproc.errors import ServiceError, describe, field_errors, shorten
 from docproc.ingestion import ParserLimits, ParserSlots, extract
 from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result, is_well_formed_id, utcnow
-from docproc.pipeline import SummarizeOptions
 from docproc.settings import get_settings
+from docproc.task_options import TASK_OPTIONS
 from docproc.storage import (
     StagedUpload,
     UploadTooLarge,
@@ -30,7 +30,6 @@ from docproc.storage import (
 
 log = logging.getLogger(__name__)
 
-TASKS = {"summarize": SummarizeOptions}
 # Blob names per query when looking for orphans (SQLite allows 32766 parameters in one statement).
 ORPHAN_QUERY_BATCH = 10_000
 
@@ -206,10 +205,10 @@ def delete_document(session: Session, owner: str | None, document_id: str) -> No
 
 def create_job(session: Session, owner: str | None, document_id: str, task: str, options: dict) -> Job:
     get_document(session, owner, document_id)
-    if task not in TASKS:
-        raise ServiceError(422, "unknown_task", f"Unknown task {shorten(task)}; known: {', '.join(TASKS)}.")
+    if task not in TASK_OPTIONS:
+        raise ServiceError(422, "unknown_task", f"Unknown task {shorten(task)}; known: {', '.join(TASK_OPTIONS)}.")
     try:
-        validated = TASKS[task].model_validate(options)
+        validated = TASK_OPTIONS[task].model_validate(options)
     except ValidationError as exc:
         errors = field_errors(exc.errors())
         raise ServiceError(

@@ -78,6 +78,16 @@ class Settings(BaseSettings):
     # A generated sentence needs this share of its content words in the source, or it is replaced.
     min_word_support: float = Field(0.6, ge=0.0, le=1.0)
 
+    # Extract: the caller's JSON Schema, at most this many bytes of JSON and this many levels deep (objects and
+    # arrays each count one); the grammar built from it grows with both.
+    extract_schema_max_bytes: int = Field(16 * 1024, ge=256)
+    extract_schema_max_depth: int = Field(6, ge=1, le=32)
+    # Ask and extract on engines whose context cannot hold the document: the prompt carries this many of the
+    # most relevant passages, each with its page number.
+    passages_per_question: int = Field(6, ge=1, le=100)
+    # Ask and extract: tokens the answer may take (the JSON of an extract included).
+    max_answer_tokens: int = Field(512, ge=16)
+
     # A running job's lease: the worker renews it every lease_s / 3; an expired lease means the worker died.
     job_lease_s: float = 60.0
     # A running job reads its cancel flag (one primary-key SELECT) this often; a cancel then stops the model

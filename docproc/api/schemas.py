@@ -8,6 +8,7 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from docproc.models import Batch, Document, Job, JobStatus, Result
+from docproc.task_options import TASK_OPTIONS, TaskName
 
 if TYPE_CHECKING:
     from docproc.batches import BatchState
@@ -79,12 +80,24 @@ class Page(BaseModel, Generic[Item]):
     offset: int
 
 
+# Each task's options, shown in OpenAPI; validated against the task's own model when the job is created.
+TASK_OPTIONS_FIELD = Field(
+    default_factory=dict,
+    description="The task's options: "
+    + "; ".join(f"{task}: {model.__name__}" for task, model in TASK_OPTIONS.items())
+    + " (unknown fields and another task's options are refused).",
+    json_schema_extra={
+        "anyOf": [{"title": model.__name__, **model.model_json_schema()} for model in TASK_OPTIONS.values()]
+    },
+)
+
+
 class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document_id: str
-    task: Literal["summarize"] = "summarize"
-    options: dict[str, Any] = Field(default_factory=dict)
+    task: TaskName = "summarize"
+    options: dict[str, Any] = TASK_OPTIONS_FIELD
 
 
 class Progress(BaseModel):
@@ -131,11 +144,27 @@ class JobOut(BaseModel):
 class Usage(BaseModel):
     input_tokens: int
     output_tokens: int
+    # Document tokens not read again: a streaming engine continued from the document's kept state.
+    cached_tokens: int = 0
+
+
+class Citation(BaseModel):
+    page: int
+    # Occurs on that page (compared with whitespace and case normalised).
+    quote: str
 
 
 class ResultOut(BaseModel):
     job_id: str
-    summary: str
+    task: str
+    # summarize: the summary; ask: the answer; extract: data, valid against the job's schema.
+    summary: str | None
+    answer: str | None
+    data: dict[str, Any] | None
+    # ask, extract: the quotes the answer rests on, each checked on its page; dropped_quotes counts the
+    # quotes the model gave that were not on the page they named.
+    citations: list[Citation] | None
+    dropped_quotes: int | None
     thinking: str | None
     model: str
     usage: Usage
@@ -150,10 +179,19 @@ class ResultOut(BaseModel):
     def of(cls, result: Result) -> "ResultOut":
         return cls(
             job_id=result.job_id,
+            task=result.job.task,
             summary=result.summary,
+            answer=result.answer,
+            data=result.data,
+            citations=None if result.citations is None else [Citation(**c) for c in result.citations],
+            dropped_quotes=result.dropped_quotes,
             thinking=result.thinking,
             model=result.model,
-            usage=Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens),
+            usage=Usage(
+                input_tokens=result.input_tokens,
+                output_tokens=result.output_tokens,
+                cached_tokens=result.cached_tokens,
+            ),
             source_pages=result.source_pages,
             method=result.method,
             replaced_sentences=result.replaced_sentences,
@@ -166,8 +204,8 @@ class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document_ids: list[str] = Field(min_length=1)
-    task: Literal["summarize"] = "summarize"
-    options: dict[str, Any] = Field(default_factory=dict)
+    task: TaskName = "summarize"
+    options: dict[str, Any] = TASK_OPTIONS_FIELD
 
 
 class RequestCounts(BaseModel):
