@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -272,19 +272,111 @@ def summarize(
     Ctrl-C asks whether to cancel the job or leave it running (without a terminal: cancels it); SIGTERM
     cancels it. Either way the command exits non-zero and stops the worker it started.
     """
+    options = {"max_words": max_words, "method": method} | (
+        {"instructions": instructions} if instructions else {}
+    )
+    _run_task(str(file), password, "summarize", options, as_json, worker, no_progress, quiet)
+
+
+def _task_command(function: Callable[..., None]) -> Callable[..., None]:
+    """The options `ask` and `extract` share with `summarize`."""
+    for option in reversed(
+        [
+            click.option("--password", default=None, help="Password of an encrypted PDF."),
+            click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+            click.option(
+                "--worker/--no-worker",
+                default=None,
+                help="Start a worker for this command (default: only with the embedded queue).",
+            ),
+            click.option("--no-progress", is_flag=True, help="No progress bar or progress lines."),
+            click.option("--quiet", "-q", is_flag=True, help="Print only the result (and errors)."),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+@main.command()
+@click.argument("source", metavar="FILE_OR_DOCUMENT_ID")
+@click.argument("question")
+@click.option("--max-words", type=int, default=80, show_default=True)
+@_task_command
+def ask(
+    source: str,
+    question: str,
+    max_words: int,
+    password: str | None,
+    as_json: bool,
+    worker: bool | None,
+    no_progress: bool,
+    quiet: bool,
+) -> None:
+    """Ask a question of a file (uploaded first) or of an uploaded document; print the answer and the quotes
+    it rests on, each with its page. A second question on the same document skips reading it again where
+    the engine keeps its state."""
+    options = {"question": question, "max_words": max_words}
+    _run_task(source, password, "ask", options, as_json, worker, no_progress, quiet)
+
+
+@main.command()
+@click.argument("source", metavar="FILE_OR_DOCUMENT_ID")
+@click.option(
+    "--schema",
+    "schema_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSON Schema file: an object of properties (objects, arrays, strings, numbers, booleans, enums).",
+)
+@click.option("--instructions", default=None, help="What to extract, in words.")
+@_task_command
+def extract(
+    source: str,
+    schema_file: Path,
+    instructions: str | None,
+    password: str | None,
+    as_json: bool,
+    worker: bool | None,
+    no_progress: bool,
+    quiet: bool,
+) -> None:
+    """Extract data following a JSON Schema from a file (uploaded first) or an uploaded document; print the
+    data as JSON (valid against the schema) and the quotes it rests on."""
+    from docproc.errors import ServiceError
+
+    try:
+        schema = json.loads(schema_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ServiceError(422, "invalid_schema", f"{schema_file.name} is not JSON: {exc}.") from exc
+    options = {"schema": schema} | ({"instructions": instructions} if instructions else {})
+    _run_task(source, password, "extract", options, as_json, worker, no_progress, quiet)
+
+
+def _run_task(
+    source: str,
+    password: str | None,
+    task: str,
+    options: dict,
+    as_json: bool,
+    worker: bool | None,
+    no_progress: bool,
+    quiet: bool,
+) -> None:
+    """Upload the file (or take the uploaded document of that id), submit the job, wait, print the result."""
     from docproc import service
     from docproc.db import migrate, session_scope
     from workers.celery_app import enqueue_job
 
     migrate()
-    options = {"max_words": max_words, "method": method} | (
-        {"instructions": instructions} if instructions else {}
-    )
     with _signals_raise():
         try:
-            with session_scope() as session, file.open("rb") as source:
-                document, _ = service.add_document(session, None, file.name, source, password)
-                job = service.create_job(session, None, document.id, "summarize", options)
+            with session_scope() as session:
+                if Path(source).is_file():
+                    with Path(source).open("rb") as file:
+                        document, _ = service.add_document(session, None, Path(source).name, file, password)
+                else:
+                    document = service.get_document(session, None, source)
+                job = service.create_job(session, None, document.id, task, options)
             enqueue_job(job.id)
             if not quiet:
                 console.print(f"job {job.id} submitted ({document.tokens} tokens)", highlight=False)
@@ -450,7 +542,7 @@ def _print_result(view: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(view, indent=2))
     elif view["status"] == "succeeded":
-        click.echo(view["result"]["summary"])
+        click.echo(_result_text(view["result"]))
     else:
         error = view.get("error") or {}
         console.print(f"job {view['id']} {view['status']}: {error.get('message', '')}")
@@ -468,7 +560,7 @@ def status(job_id: str, as_json: bool) -> None:
     progress = view["progress"]
     click.echo(f"{view['id']}  {view['status']}  {progress['tokens_done']}/{progress['tokens_total']} tokens")
     if view.get("result"):
-        click.echo(view["result"]["summary"])
+        click.echo(_result_text(view["result"]))
     if view.get("error"):
         click.echo(f"error: {view['error']['code']}: {view['error']['message']}")
 
@@ -483,6 +575,15 @@ def cancel(job_id: str) -> None:
     with session_scope() as session:
         job = service.cancel_job(session, None, job_id)
         click.echo(f"{job.id}  {job.status.value}{'  (stopping)' if job.cancel_requested else ''}")
+
+
+def _result_text(result: dict) -> str:
+    """A result for people: the summary; the answer; or the data as JSON; then the quotes, by page."""
+    if result["task"] == "summarize":
+        return result["summary"]
+    main_text = result["answer"] if result["task"] == "ask" else json.dumps(result["data"], indent=2)
+    quotes = [f'  p. {citation["page"]}: "{citation["quote"]}"' for citation in result["citations"] or []]
+    return "\n".join([main_text, *(["Sources:", *quotes] if quotes else [])])
 
 
 def _echo_json(value: object) -> None:

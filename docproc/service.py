@@ -17,7 +17,6 @@ from docproc.errors import ServiceError, describe, field_errors, shorten
 from docproc.ingestion import ParserLimits, ParserSlots, extract
 from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result, is_well_formed_id, utcnow
 from docproc.settings import get_settings
-from docproc.task_options import TASK_OPTIONS
 from docproc.storage import (
     StagedUpload,
     UploadTooLarge,
@@ -27,6 +26,7 @@ from docproc.storage import (
     stage_upload,
     stale_files,
 )
+from docproc.task_options import TASK_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,9 @@ def delete_document(session: Session, owner: str | None, document_id: str) -> No
 def create_job(session: Session, owner: str | None, document_id: str, task: str, options: dict) -> Job:
     get_document(session, owner, document_id)
     if task not in TASK_OPTIONS:
-        raise ServiceError(422, "unknown_task", f"Unknown task {shorten(task)}; known: {', '.join(TASK_OPTIONS)}.")
+        raise ServiceError(
+            422, "unknown_task", f"Unknown task {shorten(task)}; known: {', '.join(TASK_OPTIONS)}."
+        )
     try:
         validated = TASK_OPTIONS[task].model_validate(options)
     except ValidationError as exc:

@@ -78,8 +78,8 @@ class Settings(BaseSettings):
     # A generated sentence needs this share of its content words in the source, or it is replaced.
     min_word_support: float = Field(0.6, ge=0.0, le=1.0)
 
-    # Extract: the caller's JSON Schema, at most this many bytes of JSON and this many levels deep (objects and
-    # arrays each count one); the grammar built from it grows with both.
+    # Extract: the caller's JSON Schema, at most this many bytes of JSON and this many levels deep (objects
+    # and arrays each count one); the grammar built from it grows with both.
     extract_schema_max_bytes: int = Field(16 * 1024, ge=256)
     extract_schema_max_depth: int = Field(6, ge=1, le=32)
     # Ask and extract on engines whose context cannot hold the document: the prompt carries this many of the

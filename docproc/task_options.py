@@ -24,7 +24,7 @@ SCHEMA_TYPES = frozenset({"object", "array", "string", "number", "integer", "boo
 
 
 class TaskOptions(BaseModel):
-    """Sampling options every task takes; unset fields take the engine's preset (Qwen presets, greedy else)."""
+    """Options of every task. Unset sampling fields take the engine's preset (Qwen's, else greedy)."""
 
     model_config = ConfigDict(extra="forbid")
 

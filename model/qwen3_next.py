@@ -535,16 +535,21 @@ class HybridLM(nn.Module):
         stop_token_ids: Iterable[int] | None = None,
         on_token: Callable[[int], None] | None = None,
         chunk_size: int = 4096,
+        token_mask: Callable[[list[int], Tensor], Tensor] | None = None,
     ) -> list[int]:
         """Continues `state` with the prompt, then samples up to max_new_tokens, stopping after a stop token
         (default: the checkpoint's EOS ids). Every sampled token, the stop token included, is fed into
         `state`, so it ends as prompt + output. Returns the new token ids; the last is a stop token unless the
-        length limit ended it. `on_token(id)` streams tokens; raising from it stops generation."""
+        length limit ended it. `on_token(id)` streams tokens; raising from it stops generation.
+        `token_mask(tokens so far, logits [vocab])` returns the logits with forbidden tokens at -inf
+        (constrained decoding: a grammar)."""
         stops = set(self.config.eos_token_ids if stop_token_ids is None else stop_token_ids)
         generator = sampling.generator(self.device)
         logits = self.prefill(prompt_ids, state, chunk_size=chunk_size)
         tokens: list[int] = []
         while len(tokens) < max_new_tokens:
+            if token_mask is not None:
+                logits = token_mask(tokens, logits.float())
             token = sample_next_token(logits, sampling, generator)
             tokens.append(token)
             if on_token is not None:

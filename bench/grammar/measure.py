@@ -9,6 +9,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,19 @@ def outlines_run(tokenizer: Any) -> tuple[float, list[float], list[float]]:
 
 def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2"))
-    print(f"SmolLM2 tokenizer, {len(tokenizer)} tokens; {len(SCHEMAS)} schemas (bench/grammar/schemas.json)\n")
-    print("| library | version | tokenizer prep ms | compile ms per schema (median, max) | mask µs/token (median, p99) |")
+    print(
+        f"SmolLM2 tokenizer, {len(tokenizer)} tokens; {len(SCHEMAS)} schemas (bench/grammar/schemas.json)\n"
+    )
+    print(
+        "| library | version | tokenizer prep ms | compile ms per schema (median, max) "
+        "| mask µs/token (median, p99) |"
+    )
     print("|---|---|---:|---:|---:|")
-    for name, run in (("xgrammar", xgrammar_run), ("llguidance", llguidance_run), ("outlines-core", outlines_run)):
-        from importlib.metadata import version
-
+    for name, run in (
+        ("xgrammar", xgrammar_run),
+        ("llguidance", llguidance_run),
+        ("outlines-core", outlines_run),
+    ):
         package = name.replace("-", "_") if name == "outlines-core" else name
         try:
             prepare, compiles, masks = run(tokenizer)
@@ -117,7 +125,8 @@ def main() -> None:
             continue
         masks.sort()
         print(
-            f"| {name} | {version(package)} | {prepare:.0f} | {statistics.median(compiles):.1f}, {max(compiles):.1f} "
+            f"| {name} | {version(package)} | {prepare:.0f} "
+            f"| {statistics.median(compiles):.1f}, {max(compiles):.1f} "
             f"| {statistics.median(masks):.0f}, {masks[int(len(masks) * 0.99)]:.0f} |"
         )
 

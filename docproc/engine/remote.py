@@ -11,13 +11,14 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import openai
 from openai.types.chat import ChatCompletionChunk
 
 from docproc.engine.base import Engine, Generation, Stopped
+from docproc.engine.tokenizer import HFTokenizer, Tokenizer
 from model.chat import split_thinking
 from model.sampling import INSTRUCT, THINKING, Sampling
 
@@ -45,12 +46,6 @@ class EngineRequestRefused(RuntimeError):
     code = "engine_error"
 
 
-class Tokenizer(Protocol):
-    def encode(self, text: str) -> list[int]: ...
-
-    def decode(self, ids: Sequence[int]) -> str: ...
-
-
 class CharEstimate:
     """About 4 characters per token: each pseudo-token packs up to 4 characters (as UTF-32) into one integer,
     so that cutting and joining pseudo-tokens cuts and joins the text."""
@@ -64,19 +59,6 @@ class CharEstimate:
     def decode(self, ids: Sequence[int]) -> str:
         width = 4 * CHARS_PER_TOKEN
         return "".join(i.to_bytes(width, "little").decode("utf-32-le").rstrip("\x00") for i in ids)
-
-
-class LocalTokenizer:
-    def __init__(self, path: Path) -> None:
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
 
 class ServerTokenizer:
@@ -115,7 +97,7 @@ class RemoteTokenizer:
 
     def _choose(self) -> Tokenizer:
         if self.local_path is not None:
-            return LocalTokenizer(self.local_path)
+            return HFTokenizer.from_path(self.local_path)
         server = ServerTokenizer(
             self.base_url.removesuffix("/v1"), self.model, httpx.Client(timeout=60, headers=self.headers)
         )
@@ -170,12 +152,6 @@ class RemoteEngine(Engine):
         self.tokenizer = RemoteTokenizer(self.base_url, self.name, tokenizer_path, api_key)
         self.tokenizer.backend()
 
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(ids)
-
     def generate(
         self,
         messages: list[dict[str, str]],
@@ -183,10 +159,17 @@ class RemoteEngine(Engine):
         max_new_tokens: int,
         sampling: Sampling | None = None,
         stop: threading.Event | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> Generation:
         """One streamed request. Once `stop` is set it is abandoned: before it is sent, while waiting to
-        reconnect, between chunks and while waiting for one; the server sees the connection closed."""
+        reconnect, between chunks and while waiting for one; the server sees the connection closed.
+        `json_schema` goes as `response_format` (vLLM and SGLang constrain their decoding with it)."""
         sampling = sampling or self.default_sampling
+        response_format = (
+            {"type": "json_schema", "json_schema": {"name": "output", "schema": json_schema, "strict": True}}
+            if json_schema is not None
+            else openai.NOT_GIVEN
+        )
         stop = stop or threading.Event()  # never set
         stream = self._call(
             lambda: self.client.chat.completions.create(
@@ -196,6 +179,7 @@ class RemoteEngine(Engine):
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
                 seed=sampling.seed,
+                response_format=response_format,  # type: ignore[arg-type]
                 # top_k is not an OpenAI parameter; vLLM and SGLang read it from the body.
                 extra_body={"top_k": sampling.top_k} if sampling.top_k else None,
                 stream=True,
