@@ -19,6 +19,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -29,6 +30,7 @@ from docproc.engine import Chunk, Engine, Generation
 from docproc.engine.base import PAGE_SEPARATOR
 from docproc.ingestion import Page
 from docproc.settings import get_settings
+from docproc.states import StateStore, state_key
 from model.sampling import Sampling
 
 if TYPE_CHECKING:
@@ -102,10 +104,12 @@ class ProgressReporter:
 
 @dataclass(frozen=True)
 class Workspace:
-    """Files that let a job resume after a crash, and a fully read document's states for reuse."""
+    """Files that let a job resume after a crash, and the store that keeps a fully read document's states."""
 
     job_dir: Path
-    document_dir: Path
+    document_id: str
+    # None: no state is kept, every task reads the document.
+    states: StateStore | None = None
 
     @property
     def partial_summaries(self) -> Path:
@@ -114,9 +118,6 @@ class Workspace:
     @property
     def read_state(self) -> Path:
         return self.job_dir / "state.safetensors"
-
-    def document_state(self, fingerprint: str) -> Path:
-        return self.document_dir / f"{fingerprint}.safetensors"
 
     def clear_job(self) -> None:
         shutil.rmtree(self.job_dir, ignore_errors=True)
@@ -213,32 +214,37 @@ def _summarize_streaming(
         ids = ids[: options.max_input_tokens]
     progress.started(len(ids))
     # A fully read state is only reusable when the whole document was read.
-    full_state = workspace.document_state(engine.fingerprint) if options.max_input_tokens is None else None
-    if full_state is not None and full_state.exists():
-        state = engine.load_state(full_state)
-    else:
-        state = (
-            engine.load_state(workspace.read_state) if workspace.read_state.exists() else engine.new_state()
+    states = workspace.states if options.max_input_tokens is None else None
+    key = state_key(engine.fingerprint, ids)
+    # Held until the answer is made: no other process evicts the state meanwhile.
+    with states.use(workspace.document_id, key) if states is not None else nullcontext() as kept:
+        if kept is not None:
+            state = engine.load_state(kept.path)
+        else:
+            state = (
+                engine.load_state(workspace.read_state)
+                if workspace.read_state.exists()
+                else engine.new_state()
+            )
+            if state.position:
+                log.info("resuming the read at token %d of %d", state.position, len(ids))
+            saved_at = state.position
+
+            def after_chunk(position: int) -> None:
+                nonlocal saved_at
+                progress.advanced(position)
+                if position - saved_at >= checkpoint_every_tokens and position < len(ids):
+                    _atomic_write(workspace.read_state, state.save)
+                    saved_at = position
+
+            engine.read(ids, state, chunk_tokens, after_chunk, progress.stop)
+            if states is not None:
+                states.keep(workspace.document_id, key, engine.fingerprint, len(ids), state.save)
+        progress.advanced(len(ids))
+        max_new_tokens = int(options.max_words * TOKENS_PER_WORD) + 16
+        answer = engine.answer(
+            state, suffix, max_new_tokens, options.sampling(engine.default_sampling), progress.stop
         )
-        if state.position:
-            log.info("resuming the read at token %d of %d", state.position, len(ids))
-        saved_at = state.position
-
-        def after_chunk(position: int) -> None:
-            nonlocal saved_at
-            progress.advanced(position)
-            if position - saved_at >= checkpoint_every_tokens and position < len(ids):
-                _atomic_write(workspace.read_state, state.save)
-                saved_at = position
-
-        engine.read(ids, state, chunk_tokens, after_chunk, progress.stop)
-        if full_state is not None:
-            _atomic_write(full_state, state.save)
-    progress.advanced(len(ids))
-    max_new_tokens = int(options.max_words * TOKENS_PER_WORD) + 16
-    answer = engine.answer(
-        state, suffix, max_new_tokens, options.sampling(engine.default_sampling), progress.stop
-    )
     source_pages = page_ranges([(page.number, page.number) for page in pages])
     return Summary(answer.text, answer.thinking, answer.input_tokens, answer.output_tokens, source_pages)
 
