@@ -22,6 +22,7 @@ from docproc.ingestion import Page
 from docproc.models import DocumentPage, Job, JobStatus, Result, utcnow
 from docproc.pipeline import ProgressReporter, Workspace
 from docproc.settings import get_settings
+from docproc.states import get_state_store
 from docproc.task_options import TASK_OPTIONS, TaskOptions
 from docproc.tasks import TASKS
 from docproc.tasks import Job as TaskJob
@@ -158,8 +159,7 @@ class JobRun(ProgressReporter):
 
 
 def job_workspace(job_id: str, document_id: str) -> Workspace:
-    state_dir = get_settings().state_dir
-    return Workspace(state_dir / "jobs" / job_id, state_dir / "documents" / document_id)
+    return Workspace(get_settings().state_dir / "jobs" / job_id, document_id, get_state_store())
 
 
 def _load_job(job_id: str) -> tuple[str, TaskOptions, Workspace, list[Page]]:

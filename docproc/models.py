@@ -1,4 +1,5 @@
-"""Database tables: documents (with their extracted pages), jobs, results and batches of jobs.
+"""Database tables: documents (with their extracted pages and kept model states), jobs, results and batches
+of jobs.
 
 The database, not Celery's result backend, is the source of truth for job state.
 """
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Dialect,
     Enum,
@@ -98,6 +100,14 @@ class Document(Base):
     pages: Mapped[list["DocumentPage"]] = relationship(
         back_populates="document", cascade="all, delete-orphan", order_by="DocumentPage.number"
     )
+    # Loaded with the document (listings show each one's state); rows go with it (ON DELETE CASCADE).
+    states: Mapped[list["DocumentState"]] = relationship(
+        back_populates="document",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+        passive_deletes=True,
+        order_by="DocumentState.last_used_at.desc()",
+    )
 
 
 class DocumentPage(Base):
@@ -108,6 +118,25 @@ class DocumentPage(Base):
     text: Mapped[str] = mapped_column(Text)
 
     document: Mapped[Document] = relationship(back_populates="pages")
+
+
+class DocumentState(Base):
+    """A fully read document state kept by docproc.states.StateStore (the file is named by `key`)."""
+
+    __tablename__ = "document_states"
+
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    # A digest of the engine's fingerprint and the token ids read (docproc.states.state_key).
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The engine and weights the state was computed with.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Eviction takes the least recently used first.
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    document: Mapped[Document] = relationship(back_populates="states")
 
 
 class Job(Base):

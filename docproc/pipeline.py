@@ -18,7 +18,8 @@ import json
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ from docproc.engine import Chunk, Engine, Generation
 from docproc.engine.base import PAGE_SEPARATOR, StreamingEngine
 from docproc.ingestion import Page
 from docproc.settings import get_settings
+from docproc.states import StateStore, state_key
 from docproc.task_options import Method, SummarizeOptions, TaskOptions
 from model.sampling import Sampling
 
@@ -84,10 +86,12 @@ class ProgressReporter:
 
 @dataclass(frozen=True)
 class Workspace:
-    """Files that let a job resume after a crash, and a fully read document's states for reuse."""
+    """Files that let a job resume after a crash, and the store that keeps a fully read document's states."""
 
     job_dir: Path
-    document_dir: Path
+    document_id: str
+    # None: no state is kept, every task reads the document.
+    states: StateStore | None = None
 
     @property
     def partial_summaries(self) -> Path:
@@ -96,9 +100,6 @@ class Workspace:
     @property
     def read_state(self) -> Path:
         return self.job_dir / "state.safetensors"
-
-    def document_state(self, fingerprint: str) -> Path:
-        return self.document_dir / f"{fingerprint}.safetensors"
 
     def clear_job(self) -> None:
         shutil.rmtree(self.job_dir, ignore_errors=True)
@@ -196,6 +197,7 @@ def page_marked(pages: Sequence[Page]) -> str:
     return "\n\n".join(f"[Page {page.number}]\n{page.text}" for page in pages)
 
 
+@contextmanager
 def read_document(
     engine: StreamingEngine,
     pages: Sequence[Page],
@@ -205,35 +207,41 @@ def read_document(
     workspace: Workspace,
     chunk_tokens: int,
     checkpoint_every_tokens: int,
-) -> ReadDocument:
-    """The document read into a state: the document's kept state when there is one, else read chunk by chunk
-    (resuming from the job's checkpoint) and then kept, so that any later task on it skips the read."""
+) -> Iterator[ReadDocument]:
+    """The document read into a state: the document's kept state when the store has one, else read chunk by
+    chunk (resuming from the job's checkpoint) and then kept, so that any later task on it skips the read.
+    Answer inside the block: while it runs, no process evicts the kept state."""
     ids, suffix = engine.document_prompt(SYSTEM_PROMPT, page_marked(pages), instruction)
     if max_input_tokens is not None:
         ids = ids[:max_input_tokens]
     progress.started(len(ids))
     # A fully read state is only reusable when the whole document was read.
-    full_state = workspace.document_state(engine.fingerprint) if max_input_tokens is None else None
-    if full_state is not None and full_state.exists():
+    states = workspace.states if max_input_tokens is None else None
+    key = state_key(engine.fingerprint, ids)
+    with states.use(workspace.document_id, key) if states is not None else nullcontext() as kept:
+        if kept is not None:
+            progress.advanced(len(ids))
+            yield ReadDocument(engine.load_state(kept.path), suffix, len(ids), len(ids))
+            return
+        state = (
+            engine.load_state(workspace.read_state) if workspace.read_state.exists() else engine.new_state()
+        )
+        if state.position:
+            log.info("resuming the read at token %d of %d", state.position, len(ids))
+        saved_at = state.position
+
+        def after_chunk(position: int) -> None:
+            nonlocal saved_at
+            progress.advanced(position)
+            if position - saved_at >= checkpoint_every_tokens and position < len(ids):
+                _atomic_write(workspace.read_state, state.save)
+                saved_at = position
+
+        engine.read(ids, state, chunk_tokens, after_chunk, progress.stop)
+        if states is not None:
+            states.keep(workspace.document_id, key, engine.fingerprint, len(ids), state.save)
         progress.advanced(len(ids))
-        return ReadDocument(engine.load_state(full_state), suffix, len(ids), len(ids))
-    state = engine.load_state(workspace.read_state) if workspace.read_state.exists() else engine.new_state()
-    if state.position:
-        log.info("resuming the read at token %d of %d", state.position, len(ids))
-    saved_at = state.position
-
-    def after_chunk(position: int) -> None:
-        nonlocal saved_at
-        progress.advanced(position)
-        if position - saved_at >= checkpoint_every_tokens and position < len(ids):
-            _atomic_write(workspace.read_state, state.save)
-            saved_at = position
-
-    engine.read(ids, state, chunk_tokens, after_chunk, progress.stop)
-    if full_state is not None:
-        _atomic_write(full_state, state.save)
-    progress.advanced(len(ids))
-    return ReadDocument(state, suffix, len(ids), 0)
+        yield ReadDocument(state, suffix, len(ids), 0)
 
 
 def _summarize_streaming(
@@ -245,7 +253,7 @@ def _summarize_streaming(
     chunk_tokens: int,
     checkpoint_every_tokens: int,
 ) -> Summary:
-    read = read_document(
+    with read_document(
         engine,
         pages,
         _instruction(options, "above"),
@@ -254,11 +262,10 @@ def _summarize_streaming(
         workspace,
         chunk_tokens,
         checkpoint_every_tokens,
-    )
-    max_new_tokens = int(options.max_words * TOKENS_PER_WORD) + 16
-    answer = engine.answer(
-        read.state, read.suffix, max_new_tokens, sampling_for(options, engine.default_sampling), progress.stop
-    )
+    ) as read:
+        max_new_tokens = int(options.max_words * TOKENS_PER_WORD) + 16
+        sampling = sampling_for(options, engine.default_sampling)
+        answer = engine.answer(read.state, read.suffix, max_new_tokens, sampling, progress.stop)
     source_pages = page_ranges([(page.number, page.number) for page in pages])
     return Summary(
         answer.text,

@@ -1,7 +1,6 @@
 """Operations on documents and jobs, shared by the REST API and the CLI. Errors carry a code and a reason."""
 
 import logging
-import shutil
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -17,6 +16,7 @@ from docproc.errors import ServiceError, describe, field_errors, shorten
 from docproc.ingestion import ParserLimits, ParserSlots, extract
 from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result, is_well_formed_id, utcnow
 from docproc.settings import get_settings
+from docproc.states import get_state_store
 from docproc.storage import (
     StagedUpload,
     UploadTooLarge,
@@ -126,7 +126,8 @@ def _remove_blob_if_unreferenced(session: Session, sha256: str) -> None:
 
 
 def remove_orphan_files() -> None:
-    """Remove what crashed uploads left: temp files, and blobs no document references.
+    """Remove what crashed uploads left: temp files, and blobs no document references; and what crashed
+    jobs left in the state store (docproc.states.StateStore.remove_orphans).
 
     Only files older than the grace period go, so that an upload in flight keeps its temp file.
     """
@@ -147,6 +148,8 @@ def remove_orphan_files() -> None:
         log.warning(
             "removed %d temp files and %d orphan blobs left by interrupted uploads", len(temps), len(orphans)
         )
+    if states := get_state_store().remove_orphans(settings.orphan_grace_s):
+        log.warning("removed %d state files or rows left by interrupted jobs", states)
 
 
 def owned(session: Session, model: type[Owned], owner: str | None, item_id: str) -> Owned:
@@ -200,7 +203,7 @@ def delete_document(session: Session, owner: str | None, document_id: str) -> No
     session.commit()
     with blob_lock(get_settings().blob_dir):
         _remove_blob_if_unreferenced(session, document.sha256)
-    shutil.rmtree(get_settings().state_dir / "documents" / document_id, ignore_errors=True)
+    get_state_store().remove_document(document_id)
 
 
 def create_job(session: Session, owner: str | None, document_id: str, task: str, options: dict) -> Job:

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     # Streaming engines save their state every this many tokens, so a crashed job resumes from there.
     checkpoint_every_tokens: int = 65536
     max_summary_tokens: int = 400
+    # Fully read document states kept on disk for later tasks (streaming engine), all documents together;
+    # the least recently used go first, a state in use never. Qwen3-Next-80B keeps 24 KiB of KV per token
+    # (bf16): about 24 GB for a million tokens. 0 keeps none.
+    state_store_bytes: int = Field(64 << 30, ge=0)
     # Summaries with method "auto": a model with fewer parameters extracts key sentences, then rewrites them.
     compress_below_parameters: int = 1_000_000_000
     # LexRank compares every pair of sentences: a longer document is ranked in blocks of this many sentences.

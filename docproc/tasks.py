@@ -167,7 +167,8 @@ class DocumentQuestion(Task[Options]):
         return settings.max_answer_tokens
 
     def on_stream(self, engine: StreamingEngine, options: Options, job: Job) -> Outcome:
-        read = read_document(
+        sampling = sampling_for(options, engine.default_sampling)
+        with read_document(
             engine,
             job.pages,
             self.instruction(options),
@@ -176,19 +177,18 @@ class DocumentQuestion(Task[Options]):
             job.workspace,
             job.settings.chunk_tokens,
             job.settings.checkpoint_every_tokens,
-        )
-        sampling = sampling_for(options, engine.default_sampling)
-        answered = self._answer_in_json(
-            lambda schema: engine.answer(
-                read.state,
-                read.suffix,
-                self.max_new_tokens(options, job.settings),
-                sampling,
-                job.progress.stop,
-                schema,
-            ),
-            self.output_schema(options),
-        )
+        ) as read:
+            answered = self._answer_in_json(
+                lambda schema: engine.answer(
+                    read.state,
+                    read.suffix,
+                    self.max_new_tokens(options, job.settings),
+                    sampling,
+                    job.progress.stop,
+                    schema,
+                ),
+                self.output_schema(options),
+            )
         answered.cached_tokens = read.cached_tokens
         answered.source_pages = page_ranges([(page.number, page.number) for page in job.pages])
         return self._checked(answered, job.pages)

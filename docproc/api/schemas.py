@@ -46,6 +46,14 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
+class StateOut(BaseModel):
+    """The document's fully read model state kept for later tasks (the most recently used, if several)."""
+
+    kept: bool
+    tokens: int
+    bytes: int
+
+
 class DocumentOut(BaseModel):
     id: str
     filename: str
@@ -55,9 +63,13 @@ class DocumentOut(BaseModel):
     sha256: str
     size_bytes: int
     created_at: datetime
+    state: StateOut | None = Field(
+        description="Null when no state is kept: the next task reads the document (again)."
+    )
 
     @classmethod
     def of(cls, document: Document) -> "DocumentOut":
+        kept = document.states[0] if document.states else None
         return cls(
             id=document.id,
             filename=document.filename,
@@ -67,6 +79,7 @@ class DocumentOut(BaseModel):
             sha256=document.sha256,
             size_bytes=document.size_bytes,
             created_at=document.created_at,
+            state=StateOut(kept=True, tokens=kept.tokens, bytes=kept.size_bytes) if kept else None,
         )
 
 

@@ -89,7 +89,7 @@ def test_killed_worker_resumes_a_streamed_read_from_its_checkpoint(database_url:
         extract(document).pages,
         SummarizeOptions(**options),
         ProgressReporter(),
-        Workspace(tmp_path / "fresh" / "job", tmp_path / "fresh" / "document"),
+        Workspace(tmp_path / "fresh" / "job", "document"),
         chunk_tokens=512,
         checkpoint_every_tokens=8192,
     )
