@@ -87,8 +87,9 @@ class Settings(BaseSettings):
     extract_schema_max_bytes: int = Field(16 * 1024, ge=256)
     extract_schema_max_depth: int = Field(6, ge=1, le=32)
     # Ask and extract on engines whose context cannot hold the document: the prompt carries this many of the
-    # most relevant passages, each with its page number.
+    # most relevant passages of about passage_tokens tokens, each with its page number.
     passages_per_question: int = Field(6, ge=1, le=100)
+    passage_tokens: int = Field(256, ge=32)
     # Ask and extract: tokens the answer may take (the JSON of an extract included).
     max_answer_tokens: int = Field(512, ge=16)
 

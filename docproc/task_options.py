@@ -45,7 +45,12 @@ class SummarizeOptions(TaskOptions):
     method: Method = "auto"
 
 
-class AskOptions(TaskOptions):
+class CitingOptions(TaskOptions):
+    # Quotes the answer may cite (each checked on its page); 0: none.
+    max_citations: int = Field(3, ge=0, le=10)
+
+
+class AskOptions(CitingOptions):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     max_words: int = Field(80, ge=5, le=2000)
 
@@ -57,7 +62,7 @@ class AskOptions(TaskOptions):
         return question.strip()
 
 
-class ExtractOptions(TaskOptions):
+class ExtractOptions(CitingOptions):
     # `schema` shadows a BaseModel attribute in pydantic; the field is named json_schema and spelt schema.
     json_schema: dict[str, Any] = Field(alias="schema", description="A JSON Schema object; see README.")
     instructions: str | None = Field(None, max_length=2000)

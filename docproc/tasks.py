@@ -25,7 +25,6 @@ from docproc.ingestion import Page
 from docproc.pipeline import (
     PROMPT_RESERVE_TOKENS,
     SYSTEM_PROMPT,
-    TOKENS_PER_WORD,
     ProgressReporter,
     Workspace,
     page_marked,
@@ -36,29 +35,44 @@ from docproc.pipeline import (
     summarize,
 )
 from docproc.settings import Settings
-from docproc.task_options import AskOptions, ExtractOptions, SummarizeOptions, TaskOptions
+from docproc.task_options import AskOptions, CitingOptions, ExtractOptions, SummarizeOptions, TaskOptions
 
 log = logging.getLogger(__name__)
 
-Options = TypeVar("Options", bound=TaskOptions)
+AnyOptions = TypeVar("AnyOptions", bound=TaskOptions)
+Options = TypeVar("Options", bound=CitingOptions)
 
 # Characters of a refused output kept in the job's error.
 RAW_OUTPUT_CHARS = 2000
-MAX_CITATIONS = 3
-CITATIONS_SCHEMA = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "properties": {"page": {"type": "integer"}, "quote": {"type": "string"}},
-        "required": ["page", "quote"],
-        "additionalProperties": False,
-    },
-    "maxItems": MAX_CITATIONS,
-}
-CITE_INSTRUCTION = (
-    f"Cite up to {MAX_CITATIONS} short quotes copied word for word from the document, each with the number "
-    "of the page it is on."
-)
+# A quote is a sentence or two; the bound also keeps a model that will not close its string within budget.
+MAX_QUOTE_CHARS = 300
+# Characters per word an answer may take, at most.
+CHARS_PER_WORD = 10
+
+
+def citations_schema(max_citations: int) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "page": {"type": "integer", "minimum": 1},
+                "quote": {"type": "string", "minLength": 1, "maxLength": MAX_QUOTE_CHARS},
+            },
+            "required": ["page", "quote"],
+            "additionalProperties": False,
+        },
+        "maxItems": max_citations,
+    }
+
+
+def cite_instruction(max_citations: int) -> str:
+    if max_citations == 0:
+        return "Leave citations empty."
+    return (
+        f"Cite up to {max_citations} short quotes copied word for word from the document, each with the "
+        "number of the page it is on."
+    )
 
 
 class InvalidOutput(RuntimeError):
@@ -95,17 +109,17 @@ class Outcome:
     replaced_sentences: int | None = None
 
 
-class Task(ABC, Generic[Options]):
-    def run(self, engine: Engine, options: Options, job: Job) -> Outcome:
+class Task(ABC, Generic[AnyOptions]):
+    def run(self, engine: Engine, options: AnyOptions, job: Job) -> Outcome:
         if isinstance(engine, StreamingEngine):
             return self.on_stream(engine, options, job)
         return self.on_chat(engine, options, job)
 
     @abstractmethod
-    def on_stream(self, engine: StreamingEngine, options: Options, job: Job) -> Outcome: ...
+    def on_stream(self, engine: StreamingEngine, options: AnyOptions, job: Job) -> Outcome: ...
 
     @abstractmethod
-    def on_chat(self, engine: Engine, options: Options, job: Job) -> Outcome: ...
+    def on_chat(self, engine: Engine, options: AnyOptions, job: Job) -> Outcome: ...
 
 
 class Summarize(Task[SummarizeOptions]):
@@ -163,9 +177,6 @@ class DocumentQuestion(Task[Options]):
     @abstractmethod
     def outcome(self, answered: Answered, citations: list[dict[str, Any]], dropped: int) -> Outcome: ...
 
-    def max_new_tokens(self, options: Options, settings: Settings) -> int:
-        return settings.max_answer_tokens
-
     def on_stream(self, engine: StreamingEngine, options: Options, job: Job) -> Outcome:
         sampling = sampling_for(options, engine.default_sampling)
         with read_document(
@@ -182,7 +193,7 @@ class DocumentQuestion(Task[Options]):
                 lambda schema: engine.answer(
                     read.state,
                     read.suffix,
-                    self.max_new_tokens(options, job.settings),
+                    job.settings.max_answer_tokens,
                     sampling,
                     job.progress.stop,
                     schema,
@@ -194,7 +205,7 @@ class DocumentQuestion(Task[Options]):
         return self._checked(answered, job.pages)
 
     def on_chat(self, engine: Engine, options: Options, job: Job) -> Outcome:
-        max_new_tokens = self.max_new_tokens(options, job.settings)
+        max_new_tokens = job.settings.max_answer_tokens
         instruction = self.instruction(options)
         room = (
             engine.context_tokens - max_new_tokens - PROMPT_RESERVE_TOKENS - engine.count_tokens(instruction)
@@ -256,7 +267,8 @@ class Ask(DocumentQuestion[AskOptions]):
     def instruction(self, options: AskOptions) -> str:
         return (
             f"Answer this question about the document above in at most {options.max_words} words, using only "
-            f"what the document says: {options.question}\n{CITE_INSTRUCTION} Reply in JSON."
+            f"what the document says: {options.question}\n"
+            f"{cite_instruction(options.max_citations)} Reply in JSON."
         )
 
     def query(self, options: AskOptions) -> str:
@@ -265,14 +277,13 @@ class Ask(DocumentQuestion[AskOptions]):
     def output_schema(self, options: AskOptions) -> dict[str, Any]:
         return {
             "type": "object",
-            "properties": {"answer": {"type": "string"}, "citations": CITATIONS_SCHEMA},
+            "properties": {
+                "answer": {"type": "string", "minLength": 1, "maxLength": options.max_words * CHARS_PER_WORD},
+                "citations": citations_schema(options.max_citations),
+            },
             "required": ["answer", "citations"],
             "additionalProperties": False,
         }
-
-    def max_new_tokens(self, options: AskOptions, settings: Settings) -> int:
-        # The answer plus up to three quotes of about the same length.
-        return min(settings.max_answer_tokens, int(options.max_words * TOKENS_PER_WORD) * 2 + 96)
 
     def outcome(self, answered: Answered, citations: list[dict[str, Any]], dropped: int) -> Outcome:
         return Outcome(
@@ -292,7 +303,8 @@ class Extract(DocumentQuestion[ExtractOptions]):
         extra = f" {options.instructions.strip()}" if options.instructions else ""
         return (
             "Extract data from the document above as JSON: `data` must follow this JSON Schema, with values "
-            f"taken from the document: {json.dumps(options.json_schema)}.{extra}\n{CITE_INSTRUCTION}"
+            f"taken from the document: {json.dumps(options.json_schema)}.{extra}\n"
+            + cite_instruction(options.max_citations)
         )
 
     def query(self, options: ExtractOptions) -> str:
@@ -301,7 +313,7 @@ class Extract(DocumentQuestion[ExtractOptions]):
     def output_schema(self, options: ExtractOptions) -> dict[str, Any]:
         return {
             "type": "object",
-            "properties": {"data": options.json_schema, "citations": CITATIONS_SCHEMA},
+            "properties": {"data": options.json_schema, "citations": citations_schema(options.max_citations)},
             "required": ["data", "citations"],
             "additionalProperties": False,
         }
@@ -344,24 +356,20 @@ def checked_citations(
 def relevant_passages(
     engine: Engine, pages: Sequence[Page], query: str, settings: Settings, room_tokens: int
 ) -> list[Page]:
-    """The passages most relevant to the query that fit in room_tokens, in document order, each labelled
-    with its page (BM25 over passages of about a chunk's length)."""
+    """The passages most relevant to the query (BM25) that fit in room_tokens, in document order, each
+    labelled with its page."""
     import bm25s
 
-    passage_tokens = max(64, room_tokens // settings.passages_per_question)
     # Cut page by page, so that each passage lies on the one page its label names.
     passages = [
-        Page(page.number, chunk.text) for page in pages for chunk in engine.chunks([page], passage_tokens)
+        Page(page.number, chunk.text)
+        for page in pages
+        for chunk in engine.chunks([page], settings.passage_tokens)
     ]
+    count = max(1, min(settings.passages_per_question, room_tokens // settings.passage_tokens, len(passages)))
     retriever = bm25s.BM25()
-    retriever.index(
-        bm25s.tokenize([passage.text for passage in passages], show_progress=False), show_progress=False
-    )
-    ranked, _ = retriever.retrieve(
-        bm25s.tokenize([query], show_progress=False),
-        k=min(settings.passages_per_question, len(passages)),
-        show_progress=False,
-    )
+    retriever.index(bm25s.tokenize([p.text for p in passages], show_progress=False), show_progress=False)
+    ranked, _ = retriever.retrieve(bm25s.tokenize([query], show_progress=False), k=count, show_progress=False)
     return [passages[int(index)] for index in sorted(ranked[0])]
 
 
