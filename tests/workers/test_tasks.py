@@ -116,4 +116,5 @@ def assert_state_kept_then_deleted(
     assert client.delete(f"/v1/documents/{document_id}").status_code == 204
     assert not files[0].parent.exists()
     with create_engine(database_url).connect() as connection:
-        assert connection.scalar(select(func.count()).select_from(DocumentState)) == 0
+        kept = select(func.count()).select_from(DocumentState).where(DocumentState.document_id == document_id)
+        assert connection.scalar(kept) == 0
