@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     # Imported where used: the API imports this module to delete indexes, and bm25s takes a second to load.
     import bm25s
 
-# Words per passage: a few sentences, so that several passages with their page numbers fit a small model's
-# prompt (bench/ask/retrieval.py measured 60, 120 and 240).
-PASSAGE_WORDS = 120
+# Words per passage: two or three sentences. Of 60, 120 and 240, 60 put the answering page first most often
+# (bench/ask/retrieval.py), and many such passages with their page numbers fit a small model's prompt.
+PASSAGE_WORDS = 60
 # Words shared by consecutive passages of a page, so that a sentence cut by one passage is whole in the next.
 OVERLAP_WORDS = 30
 PASSAGES_FILE = "passages.json"
@@ -68,8 +68,17 @@ def passages_of(pages: Sequence[Page], words: int = PASSAGE_WORDS) -> list[tuple
 def _tokens(texts: Sequence[str]) -> list[list[str]]:
     import bm25s
 
-    # Lower-cased words, no stop-word list or stemmer: documents come in any language.
-    return bm25s.tokenize(list(texts), stopwords=None, return_ids=False, show_progress=False)
+    from docproc.extractive.sentences import stem
+
+    # English stop words and stems: English questions found their page more often, German ones as often
+    # as without (bench/ask/retrieval.py).
+    return bm25s.tokenize(
+        list(texts),
+        stopwords="en",
+        stemmer=lambda tokens: [stem(token) for token in tokens],
+        return_ids=False,
+        show_progress=False,
+    )
 
 
 class PassageIndex:

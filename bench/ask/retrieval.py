@@ -20,7 +20,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.ask.dataset import PLANTED, pages_of, questions  # noqa: E402
-from docproc.extractive.sentences import stem  # noqa: E402
 from docproc.ingestion import Page  # noqa: E402
 from docproc.retrieval import PassageIndex, passages_of  # noqa: E402
 
@@ -31,15 +30,12 @@ RRF_K = 60
 Ranker = Callable[[str], list[int]]
 
 
-def bm25_english(pages: Sequence[Page], passages: list[tuple[int, str]], words: int) -> Ranker:
-    """BM25 with English stop words and stemming (what the summaries' relevance ranking uses)."""
+def bm25_plain(pages: Sequence[Page], passages: list[tuple[int, str]], words: int) -> Ranker:
+    """BM25 on lower-cased words, without stop words or stems."""
     import bm25s
 
     def tokens(texts: Sequence[str]) -> list[list[str]]:
-        return bm25s.tokenize(
-            list(texts), stopwords="en", stemmer=lambda ts: [stem(t) for t in ts], return_ids=False,
-            show_progress=False,
-        )  # fmt: skip
+        return bm25s.tokenize(list(texts), stopwords=None, return_ids=False, show_progress=False)
 
     retriever = bm25s.BM25()
     retriever.index(tokens([text for _, text in passages]), show_progress=False)
@@ -55,8 +51,8 @@ def bm25_english(pages: Sequence[Page], passages: list[tuple[int, str]], words: 
     return rank
 
 
-def bm25_plain(pages: Sequence[Page], passages: list[tuple[int, str]], words: int) -> Ranker:
-    """docproc.retrieval's index, as the service builds it."""
+def bm25_service(pages: Sequence[Page], passages: list[tuple[int, str]], words: int) -> Ranker:
+    """docproc.retrieval's index, as the service builds it (English stop words, stems)."""
     index = PassageIndex.build(pages, words)
     position = {passage: i for i, passage in enumerate(index.passages)}
 
@@ -140,8 +136,8 @@ def main() -> None:
             pages = pages_of(file, args.planted_chars)
             passages = passages_of(pages, words)
             methods: dict[str, Callable[[Sequence[Page], list[tuple[int, str]], int], Ranker]] = {
-                "bm25": bm25_plain,
-                "bm25 (en stop words, stems)": bm25_english,
+                "bm25": bm25_service,
+                "bm25 (no stop words, no stems)": bm25_plain,
             }
             if minilm is not None:
                 methods["minilm"] = minilm.ranker
