@@ -1,13 +1,14 @@
 """Operations on documents and jobs, shared by the REST API and the CLI. Errors carry a code and a reason."""
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import Select, false, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from docproc.db import session_scope
 from docproc.engine import get_tokenizer
@@ -15,6 +16,7 @@ from docproc.engine.base import PAGE_SEPARATOR
 from docproc.errors import ServiceError, describe, field_errors, shorten
 from docproc.ingestion import ParserLimits, ParserSlots, extract
 from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result, is_well_formed_id, utcnow
+from docproc.retrieval import remove_index, remove_orphan_indexes
 from docproc.settings import get_settings
 from docproc.states import get_state_store
 from docproc.storage import (
@@ -30,7 +32,8 @@ from docproc.task_options import TASK_OPTIONS
 
 log = logging.getLogger(__name__)
 
-# Blob names per query when looking for orphans (SQLite allows 32766 parameters in one statement).
+# Blob names or document ids per query when looking for orphans (SQLite allows 32766 parameters in one
+# statement).
 ORPHAN_QUERY_BATCH = 10_000
 
 Owned = TypeVar("Owned", Document, Job, Batch)
@@ -126,8 +129,8 @@ def _remove_blob_if_unreferenced(session: Session, sha256: str) -> None:
 
 
 def remove_orphan_files() -> None:
-    """Remove what crashed uploads left: temp files, and blobs no document references; and what crashed
-    jobs left in the state store (docproc.states.StateStore.remove_orphans).
+    """Remove what crashed uploads left: temp files, and blobs no document references; what crashed jobs
+    left in the state store (docproc.states.StateStore.remove_orphans); passage indexes of deleted documents.
 
     Only files older than the grace period go, so that an upload in flight keeps its temp file.
     """
@@ -135,12 +138,8 @@ def remove_orphan_files() -> None:
     temps, blobs = stale_files(settings.blob_dir, settings.orphan_grace_s)
     for path in temps:
         path.unlink(missing_ok=True)
-    with blob_lock(settings.blob_dir), session_scope() as session:
-        names = list(blobs)
-        referenced: set[str] = set()
-        for start in range(0, len(names), ORPHAN_QUERY_BATCH):
-            batch = names[start : start + ORPHAN_QUERY_BATCH]
-            referenced.update(session.scalars(select(Document.sha256).where(Document.sha256.in_(batch))))
+    with blob_lock(settings.blob_dir):
+        referenced = _present(Document.sha256, blobs)
         orphans = [path for sha256, path in blobs.items() if sha256 not in referenced]
         for path in orphans:
             path.unlink(missing_ok=True)
@@ -150,6 +149,19 @@ def remove_orphan_files() -> None:
         )
     if states := get_state_store().remove_orphans(settings.orphan_grace_s):
         log.warning("removed %d state files or rows left by interrupted jobs", states)
+    if indexes := remove_orphan_indexes(lambda ids: _present(Document.id, ids), settings.orphan_grace_s):
+        log.warning("removed %d passage indexes of deleted documents or crashed builds", indexes)
+
+
+def _present(column: InstrumentedAttribute[str], values: Collection[str]) -> set[str]:
+    """Which of the values some document has in this column."""
+    found: set[str] = set()
+    items = list(values)
+    with session_scope() as session:
+        for start in range(0, len(items), ORPHAN_QUERY_BATCH):
+            batch = items[start : start + ORPHAN_QUERY_BATCH]
+            found.update(session.scalars(select(column).where(column.in_(batch))))
+    return found
 
 
 def owned(session: Session, model: type[Owned], owner: str | None, item_id: str) -> Owned:
@@ -204,6 +216,7 @@ def delete_document(session: Session, owner: str | None, document_id: str) -> No
     with blob_lock(get_settings().blob_dir):
         _remove_blob_if_unreferenced(session, document.sha256)
     get_state_store().remove_document(document_id)
+    remove_index(document_id)
 
 
 def create_job(session: Session, owner: str | None, document_id: str, task: str, options: dict) -> Job:

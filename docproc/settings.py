@@ -87,9 +87,8 @@ class Settings(BaseSettings):
     extract_schema_max_bytes: int = Field(16 * 1024, ge=256)
     extract_schema_max_depth: int = Field(6, ge=1, le=32)
     # Ask and extract on engines whose context cannot hold the document: the prompt carries this many of the
-    # most relevant passages of about passage_tokens tokens, each with its page number.
-    passages_per_question: int = Field(6, ge=1, le=100)
-    passage_tokens: int = Field(256, ge=32)
+    # most relevant passages (docproc.retrieval), each with its page number.
+    passages_per_question: int = Field(8, ge=1, le=100)
     # Ask and extract: tokens the answer may take (the JSON of an extract included).
     max_answer_tokens: int = Field(512, ge=16)
 

@@ -34,6 +34,7 @@ from docproc.pipeline import (
     sampling_for,
     summarize,
 )
+from docproc.retrieval import PassageIndex, document_index
 from docproc.settings import Settings
 from docproc.task_options import AskOptions, CitingOptions, ExtractOptions, SummarizeOptions, TaskOptions
 
@@ -214,7 +215,11 @@ class DocumentQuestion(Task[Options]):
         tokens = sum(engine.count_tokens(page.text) for page in pages)
         job.progress.started(tokens)
         if tokens > room:  # the most relevant passages instead of the whole document
-            pages = relevant_passages(engine, pages, self.query(options), job.settings, room)
+            whole = options.max_input_tokens is None
+            query = self.query(options)
+            pages = relevant_passages(
+                engine, job.workspace.document_id, pages, whole, query, job.settings, room
+            )
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": f"{page_marked(pages)}\n\n{instruction}"},
@@ -354,23 +359,26 @@ def checked_citations(
 
 
 def relevant_passages(
-    engine: Engine, pages: Sequence[Page], query: str, settings: Settings, room_tokens: int
+    engine: Engine,
+    document_id: str,
+    pages: Sequence[Page],
+    whole: bool,
+    query: str,
+    settings: Settings,
+    room_tokens: int,
 ) -> list[Page]:
-    """The passages most relevant to the query (BM25) that fit in room_tokens, in document order, each
-    labelled with its page."""
-    import bm25s
-
-    # Cut page by page, so that each passage lies on the one page its label names.
-    passages = [
-        Page(page.number, chunk.text)
-        for page in pages
-        for chunk in engine.chunks([page], settings.passage_tokens)
-    ]
-    count = max(1, min(settings.passages_per_question, room_tokens // settings.passage_tokens, len(passages)))
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize([p.text for p in passages], show_progress=False), show_progress=False)
-    ranked, _ = retriever.retrieve(bm25s.tokenize([query], show_progress=False), k=count, show_progress=False)
-    return [passages[int(index)] for index in sorted(ranked[0])]
+    """The passages that best match the query and fit in room_tokens, in document order, each a `Page` of
+    the page it lies on. The document's passage index is built once and kept; over part of a document
+    (`whole` false: max_input_tokens) one is built for this job alone."""
+    index = document_index(document_id, lambda: pages) if whole else PassageIndex.build(pages)
+    kept, used = [], 0
+    for passage in index.search(query, settings.passages_per_question):
+        used += engine.count_tokens(passage.text)
+        if used > room_tokens:
+            break
+        kept.append(Page(passage.page, passage.text))
+    # Nothing matches the query's words: the document's start, as much as fits.
+    return sorted(kept, key=lambda page: page.number) or pages_within(engine, pages, room_tokens)
 
 
 def _schema_words(schema: Any) -> list[str]:
