@@ -18,7 +18,7 @@ MAX_QUESTION_CHARS = 4000
 # JSON Schema keywords an extract schema may use: what the grammar and jsonschema both enforce the same way.
 SCHEMA_KEYWORDS = frozenset(
     {"type", "properties", "required", "items", "enum", "minItems", "maxItems", "additionalProperties"}
-    | {"title", "description"}
+    | {"minLength", "maxLength", "minimum", "maximum", "title", "description"}
 )
 SCHEMA_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean"})
 
@@ -92,6 +92,12 @@ def check_schema(schema: object, max_depth: int, where: str = "schema", depth: i
     if unsupported:
         raise ValueError(f"{where} uses unsupported keywords {', '.join(unsupported)[:200]}")
     kind = schema.get("type")
+    for bound in ("minItems", "maxItems", "minLength", "maxLength"):
+        if bound in schema and not (type(schema[bound]) is int and schema[bound] >= 0):
+            raise ValueError(f"{where}.{bound} must be a non-negative integer")
+    for bound in ("minimum", "maximum"):
+        if bound in schema and type(schema[bound]) not in (int, float):
+            raise ValueError(f"{where}.{bound} must be a number")
     if "enum" in schema:
         values = schema["enum"]
         if not isinstance(values, list) or not values:
@@ -114,9 +120,6 @@ def check_schema(schema: object, max_depth: int, where: str = "schema", depth: i
     elif kind == "array":
         if "items" not in schema:
             raise ValueError(f"{where}.items is missing")
-        for bound in ("minItems", "maxItems"):
-            if bound in schema and not (isinstance(schema[bound], int) and schema[bound] >= 0):
-                raise ValueError(f"{where}.{bound} must be a non-negative integer")
         check_schema(schema["items"], max_depth, f"{where}[]", depth + 1)
     elif {"properties", "required", "items"} & set(schema):
         raise ValueError(f"{where} has object or array keywords without that type")
