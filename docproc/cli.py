@@ -368,6 +368,7 @@ def _run_task(
     from workers.celery_app import enqueue_job
 
     migrate()
+    service.validated_options(task, options)  # before the upload: a refused job leaves nothing behind
     with _signals_raise():
         try:
             with session_scope() as session:

@@ -219,8 +219,8 @@ def delete_document(session: Session, owner: str | None, document_id: str) -> No
     remove_index(document_id)
 
 
-def create_job(session: Session, owner: str | None, document_id: str, task: str, options: dict) -> Job:
-    get_document(session, owner, document_id)
+def validated_options(task: str, options: dict) -> dict:
+    """The task's options as stored: validated by the task's model (422 with a code otherwise)."""
     if task not in TASK_OPTIONS:
         raise ServiceError(
             422, "unknown_task", f"Unknown task {shorten(task)}; known: {', '.join(TASK_OPTIONS)}."
@@ -232,9 +232,12 @@ def create_job(session: Session, owner: str | None, document_id: str, task: str,
         raise ServiceError(
             422, "invalid_options", f"Invalid options: {describe(errors)}.", errors=errors
         ) from exc
-    job = Job(
-        owner=owner, document_id=document_id, task=task, options=validated.model_dump(exclude_none=True)
-    )
+    return validated.model_dump(exclude_none=True)
+
+
+def create_job(session: Session, owner: str | None, document_id: str, task: str, options: dict) -> Job:
+    get_document(session, owner, document_id)
+    job = Job(owner=owner, document_id=document_id, task=task, options=validated_options(task, options))
     session.add(job)
     session.flush()
     return job

@@ -78,3 +78,4 @@ def test_errors_end_in_one_line_and_store_nothing(tmp_path: Path, docproc) -> No
     failed = docproc("ask", str(report), "", "--no-worker", ok=False)
     assert "Error: invalid_options:" in failed.stderr
     assert json.loads(docproc("jobs", "--json").stdout) == []
+    assert json.loads(docproc("documents", "--json").stdout) == []
