@@ -122,7 +122,9 @@ def test_bad_options_are_refused_and_nothing_is_stored(
     service: Service, task: str, options: dict, reason: str
 ) -> None:
     with service.client() as client:
-        document_id = upload(client, f"bad-{task}-{reason}.txt", f"A short document about {task} and {reason}.")
+        document_id = upload(
+            client, f"bad-{task}-{reason}.txt", f"A short document about {task} and {reason}."
+        )
         response = client.post(
             "/v1/jobs", json={"document_id": document_id, "task": task, "options": options}
         )
