@@ -654,7 +654,7 @@ def jobs(status_: str | None, document_id: str | None, limit: int, as_json: bool
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True)
 def result(job_id: str, as_json: bool) -> None:
-    """Print a succeeded job's summary (exits non-zero while there is none)."""
+    """Print a succeeded job's summary, answer or data (exits non-zero while there is none)."""
     from docproc import service
     from docproc.api.schemas import ResultOut
     from docproc.db import session_scope
@@ -664,7 +664,7 @@ def result(job_id: str, as_json: bool) -> None:
     if as_json:
         _echo_json(view.model_dump(mode="json"))
     else:
-        click.echo(view.summary)
+        click.echo(_result_text(view.model_dump(mode="json")))
 
 
 @main.group(invoke_without_command=True)
