@@ -70,7 +70,7 @@ def test_errors_end_in_one_line_and_store_nothing(tmp_path: Path, docproc) -> No
     )
 
     failed = docproc("ask", "doc_" + "0" * 32, "Why?", "--no-worker", ok=False)
-    assert failed.stderr.strip().startswith("Error: not_found:")
+    assert failed.stderr.strip().splitlines()[-1].startswith("Error: not_found:")
     failed = docproc("extract", str(report), "--schema", str(not_json), "--no-worker", ok=False)
     assert "Error: invalid_schema: bad.json is not JSON" in failed.stderr
     failed = docproc("extract", str(report), "--schema", str(unsupported), "--no-worker", ok=False)
