@@ -46,7 +46,7 @@ Options = TypeVar("Options", bound=CitingOptions)
 # Characters of a refused output kept in the job's error.
 RAW_OUTPUT_CHARS = 2000
 # A quote is a sentence or two; the bound also keeps a model that will not close its string within budget.
-MAX_QUOTE_CHARS = 300
+MAX_QUOTE_CHARS = 200
 # Characters per word an answer may take, at most.
 CHARS_PER_WORD = 10
 

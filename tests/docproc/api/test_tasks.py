@@ -56,7 +56,11 @@ def test_ask_finds_and_cites_a_fact_planted_in_a_long_document(service: Service)
             json={
                 "document_id": document_id,
                 "task": "ask",
-                "options": {"question": "What is the secret vault code of the cooperative?"},
+                "options": {
+                    "question": "What is the secret vault code of the cooperative?",
+                    "max_words": 20,
+                    "max_citations": 1,
+                },
             },
         )
         result = result_of(service, client, job)
@@ -78,7 +82,7 @@ def test_extract_gives_valid_data_for_five_schemas(service: Service) -> None:
                     "custom_id": f"schema-{n}",
                     "document_id": document_id,
                     "task": "extract",
-                    "options": {"schema": s},
+                    "options": {"schema": s, "max_citations": 1},
                 }
             )
             for n, s in enumerate(SCHEMAS)
