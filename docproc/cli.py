@@ -270,16 +270,115 @@ def summarize(
     Ctrl-C asks whether to cancel the job or leave it running (without a terminal: cancels it); SIGTERM
     cancels it. Either way the command exits non-zero and stops the worker it started.
     """
-    backend.prepare()
     options = {"max_words": max_words, "method": method} | (
         {"instructions": instructions} if instructions else {}
     )
+    _run_task(backend, str(file), password, "summarize", options, as_json, worker, no_progress, quiet)
+
+
+def _task_command(function: Callable[..., None]) -> Callable[..., None]:
+    """The options `ask` and `extract` share with `summarize`."""
+    for option in reversed(
+        [
+            click.option("--password", default=None, help="Password of an encrypted PDF."),
+            click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+            click.option(
+                "--worker/--no-worker",
+                default=None,
+                help="Start a worker for this command (default: only with the embedded queue).",
+            ),
+            click.option("--no-progress", is_flag=True, help="No progress bar or progress lines."),
+            click.option("--quiet", "-q", is_flag=True, help="Print only the result (and errors)."),
+            server_options,
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+@main.command()
+@click.argument("source", metavar="FILE_OR_DOCUMENT_ID")
+@click.argument("question")
+@click.option("--max-words", type=int, default=80, show_default=True)
+@_task_command
+def ask(
+    backend: "Backend",
+    source: str,
+    question: str,
+    max_words: int,
+    password: str | None,
+    as_json: bool,
+    worker: bool | None,
+    no_progress: bool,
+    quiet: bool,
+) -> None:
+    """Ask a question of a file (uploaded first) or of an uploaded document; print the answer and the quotes
+    it rests on, each with its page. A second question on the same document skips reading it again where
+    the engine keeps its state."""
+    options = {"question": question, "max_words": max_words}
+    _run_task(backend, source, password, "ask", options, as_json, worker, no_progress, quiet)
+
+
+@main.command()
+@click.argument("source", metavar="FILE_OR_DOCUMENT_ID")
+@click.option(
+    "--schema",
+    "schema_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSON Schema file: an object of properties (objects, arrays, strings, numbers, booleans, enums).",
+)
+@click.option("--instructions", default=None, help="What to extract, in words.")
+@_task_command
+def extract(
+    backend: "Backend",
+    source: str,
+    schema_file: Path,
+    instructions: str | None,
+    password: str | None,
+    as_json: bool,
+    worker: bool | None,
+    no_progress: bool,
+    quiet: bool,
+) -> None:
+    """Extract data following a JSON Schema from a file (uploaded first) or an uploaded document; print the
+    data as JSON (valid against the schema) and the quotes it rests on."""
+    from docproc.errors import ServiceError
+
+    try:
+        schema = json.loads(schema_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ServiceError(422, "invalid_schema", f"{schema_file.name} is not JSON: {exc}.") from exc
+    options = {"schema": schema} | ({"instructions": instructions} if instructions else {})
+    _run_task(backend, source, password, "extract", options, as_json, worker, no_progress, quiet)
+
+
+def _run_task(
+    backend: "Backend",
+    source: str,
+    password: str | None,
+    task: str,
+    options: dict,
+    as_json: bool,
+    worker: bool | None,
+    no_progress: bool,
+    quiet: bool,
+) -> None:
+    """Upload the file (or take the uploaded document of that id), submit the job, wait, print the result."""
+    from docproc.task_options import validated_options
+
+    validated_options(task, options)  # before the upload: a refused job leaves nothing behind
+    backend.prepare()
     with _signals_raise():
         try:
-            document = backend.upload(file, password)
-            job = backend.submit(document["id"], "summarize", options)
+            if Path(source).is_file():
+                document = backend.upload(Path(source), password)
+                document_id, size = document["id"], f" ({document['tokens']} tokens)"
+            else:
+                document_id, size = source, ""
+            job = backend.submit(document_id, task, options)
             if not quiet:
-                console.print(f"job {job['id']} submitted ({document['tokens']} tokens)", highlight=False)
+                console.print(f"job {job['id']} submitted{size}", highlight=False)
             with backend.worker(worker):
                 try:
                     finished = _wait(backend, job["id"], not (quiet or no_progress))
@@ -415,7 +514,7 @@ def _print_result(view: "Json", as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(view, indent=2))
     elif view["status"] == "succeeded":
-        click.echo(view["result"]["summary"])
+        click.echo(_result_text(view["result"]))
     else:
         error = view.get("error") or {}
         console.print(f"job {view['id']} {view['status']}: {error.get('message', '')}")
@@ -434,7 +533,7 @@ def status(backend: "Backend", job_id: str, as_json: bool) -> None:
     progress = view["progress"]
     click.echo(f"{view['id']}  {view['status']}  {progress['tokens_done']}/{progress['tokens_total']} tokens")
     if view.get("result"):
-        click.echo(view["result"]["summary"])
+        click.echo(_result_text(view["result"]))
     if view.get("error"):
         click.echo(f"error: {view['error']['code']}: {view['error']['message']}")
 
@@ -446,6 +545,15 @@ def cancel(backend: "Backend", job_id: str) -> None:
     """Cancel a job: queued jobs stop at once, running ones within about a second."""
     view = backend.cancel(job_id)
     click.echo(f"{view['id']}  {view['status']}{'  (stopping)' if view['status'] == 'running' else ''}")
+
+
+def _result_text(result: dict) -> str:
+    """A result for people: the summary; the answer; or the data as JSON; then the quotes, by page."""
+    if result["task"] == "summarize":
+        return result["summary"]
+    main_text = result["answer"] if result["task"] == "ask" else json.dumps(result["data"], indent=2)
+    quotes = [f'  p. {citation["page"]}: "{citation["quote"]}"' for citation in result["citations"] or []]
+    return "\n".join([main_text, *(["Sources:", *quotes] if quotes else [])])
 
 
 def _echo_json(value: object) -> None:
@@ -502,12 +610,12 @@ def jobs(backend: "Backend", status_: str | None, document_id: str | None, limit
 @click.option("--json", "as_json", is_flag=True)
 @server_options
 def result(backend: "Backend", job_id: str, as_json: bool) -> None:
-    """Print a succeeded job's summary (exits non-zero while there is none)."""
+    """Print a succeeded job's summary, answer or data (exits non-zero while there is none)."""
     view = backend.result(job_id)
     if as_json:
         _echo_json(view)
     else:
-        click.echo(view["summary"])
+        click.echo(_result_text(view))
 
 
 @main.group(invoke_without_command=True)

@@ -21,8 +21,12 @@ from docproc.db import session_scope
 from docproc.engine import Engine, Stopped
 from docproc.ingestion import Page
 from docproc.models import DocumentPage, Job, JobStatus, Result, utcnow
-from docproc.pipeline import ProgressReporter, SummarizeOptions, Workspace, summarize
+from docproc.pipeline import ProgressReporter, Workspace
 from docproc.settings import get_settings
+from docproc.states import get_state_store
+from docproc.task_options import TASK_OPTIONS, TaskOptions
+from docproc.tasks import TASKS
+from docproc.tasks import Job as TaskJob
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +184,10 @@ class JobRun(ProgressReporter):
 
 
 def job_workspace(job_id: str, document_id: str) -> Workspace:
-    state_dir = get_settings().state_dir
-    return Workspace(state_dir / "jobs" / job_id, state_dir / "documents" / document_id)
+    return Workspace(get_settings().state_dir / "jobs" / job_id, document_id, get_state_store())
 
 
-def _load_job(job_id: str) -> tuple[SummarizeOptions, Workspace, list[Page]]:
+def _load_job(job_id: str) -> tuple[str, TaskOptions, Workspace, list[Page]]:
     with session_scope() as session:
         job = session.get_one(Job, job_id)
         rows = session.scalars(
@@ -193,7 +196,8 @@ def _load_job(job_id: str) -> tuple[SummarizeOptions, Workspace, list[Page]]:
             .order_by(DocumentPage.number)
         )
         pages = [Page(row.number, row.text) for row in rows]
-        return SummarizeOptions.model_validate(job.options), job_workspace(job.id, job.document_id), pages
+        options = TASK_OPTIONS[job.task].model_validate(job.options)
+        return job.task, options, job_workspace(job.id, job.document_id), pages
 
 
 def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
@@ -204,17 +208,9 @@ def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
         return
     with JobRun(job_id, settings.job_lease_s, settings.cancel_poll_s) as run:
         try:
-            options, workspace, pages = _load_job(job_id)
+            task, options, workspace, pages = _load_job(job_id)
             engine = engine_factory()
-            summary = summarize(
-                engine,
-                pages,
-                options,
-                run,
-                workspace,
-                settings.chunk_tokens,
-                settings.checkpoint_every_tokens,
-            )
+            outcome = TASKS[task].run(engine, options, TaskJob(pages, run, workspace, settings))
         except Stopped:  # between chunks (JobStopped) or inside the model
             if run.cancelled:
                 run.finish(JobStatus.cancelled)
@@ -227,14 +223,19 @@ def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
         run.finish(
             JobStatus.succeeded,
             result=Result(
-                summary=summary.text,
-                thinking=summary.thinking,
+                summary=outcome.summary,
+                answer=outcome.answer,
+                data=outcome.data,
+                citations=outcome.citations,
+                dropped_quotes=outcome.dropped_quotes,
+                thinking=outcome.thinking,
                 model=engine.name,
-                input_tokens=summary.input_tokens,
-                output_tokens=summary.output_tokens,
-                source_pages=summary.source_pages,
-                method=summary.method,
-                replaced_sentences=summary.replaced_sentences,
+                input_tokens=outcome.input_tokens,
+                output_tokens=outcome.output_tokens,
+                cached_tokens=outcome.cached_tokens,
+                source_pages=outcome.source_pages,
+                method=outcome.method,
+                replaced_sentences=outcome.replaced_sentences,
             ),
         )
         workspace.clear_job()

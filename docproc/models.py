@@ -1,4 +1,5 @@
-"""Database tables: documents (with their extracted pages), jobs, results and batches of jobs.
+"""Database tables: documents (with their extracted pages and kept model states), jobs, results and batches
+of jobs.
 
 The database, not Celery's result backend, is the source of truth for job state.
 """
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Dialect,
     Enum,
@@ -103,6 +105,19 @@ class Document(Base):
     pages: Mapped[list["DocumentPage"]] = relationship(
         back_populates="document", cascade="all, delete-orphan", order_by="DocumentPage.number"
     )
+    # Loaded with the document (listings show each one's state); rows go with it (ON DELETE CASCADE).
+    states: Mapped[list["DocumentState"]] = relationship(
+        back_populates="document",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+        passive_deletes=True,
+        order_by="DocumentState.last_used_at.desc()",
+    )
+
+    @property
+    def kept_state(self) -> "DocumentState | None":
+        """The kept state the API shows (the most recently used, if several)."""
+        return self.states[0] if self.states else None
 
 
 class DocumentPage(Base):
@@ -116,6 +131,25 @@ class DocumentPage(Base):
     source: Mapped[str] = mapped_column(String(16))
 
     document: Mapped[Document] = relationship(back_populates="pages")
+
+
+class DocumentState(Base):
+    """A fully read document state kept by docproc.states.StateStore (the file is named by `key`)."""
+
+    __tablename__ = "document_states"
+
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    # A digest of the engine's fingerprint and the token ids read (docproc.states.state_key).
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The engine and weights the state was computed with.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Eviction takes the least recently used first.
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    document: Mapped[Document] = relationship(back_populates="states")
 
 
 class Job(Base):
@@ -180,7 +214,15 @@ class Result(Base):
     __tablename__ = "results"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    summary: Mapped[str] = mapped_column(Text)
+    # summarize: the summary; ask: the answer (in `answer`); extract: the data. None where another task's.
+    summary: Mapped[str | None] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None]
+    # ask, extract: [{page, quote}, ...], each quote found on its page; quotes that were not, counted.
+    citations: Mapped[list[dict[str, Any]] | None]
+    dropped_quotes: Mapped[int | None] = mapped_column(Integer)
+    # Document tokens a streaming engine did not read again (it continued from the document's kept state).
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     thinking: Mapped[str | None] = mapped_column(Text)
     model: Mapped[str] = mapped_column(String(256))
     input_tokens: Mapped[int] = mapped_column(Integer)
@@ -197,7 +239,15 @@ class Result(Base):
 
     @property
     def usage(self) -> dict[str, int]:
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
+        }
+
+    @property
+    def task(self) -> str:
+        return self.job.task
 
 
 class Batch(Base):

@@ -18,32 +18,42 @@ import json
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from docproc.engine import Chunk, Engine, Generation
-from docproc.engine.base import PAGE_SEPARATOR
+from docproc.engine.base import PAGE_SEPARATOR, StreamingEngine
 from docproc.ingestion import Page
-from docproc.options import Method, SummarizeOptions
 from docproc.settings import get_settings
+from docproc.states import StateStore, state_key
+from docproc.task_options import Method, SummarizeOptions, TaskOptions
+from model.sampling import Sampling
 
 if TYPE_CHECKING:
-    from docproc.engine.hybrid import HybridEngine
     from docproc.extractive import Sentence
+    from model import HybridState
 
 log = logging.getLogger(__name__)
 
 # Tokens kept free in the context for the instructions and the answer.
 PROMPT_RESERVE_TOKENS = 768
 PARTIAL_SUMMARY_WORDS = 80
-SYSTEM_PROMPT = "You are a careful assistant that summarizes documents faithfully and concisely."
+# One system prompt for every task: a streaming engine reads it with the document, and one read serves all.
+SYSTEM_PROMPT = "You are a careful assistant that reads documents and answers faithfully and concisely."
 # Extract, then compress: the model rewrites key sentences holding this many times max_words words. 1: the
 # selection carries the facts (bench/quality); a small model asked to halve a text drops or invents them.
 COMPRESS_INPUT_RATIO = 1
 # Generated words per token, at most (English, SmolLM2/Qwen tokenizers): the answer's token budget.
 TOKENS_PER_WORD = 1.6
+
+
+def sampling_for(options: TaskOptions, preset: Sampling) -> Sampling:
+    """The engine's preset with the job's sampling options over it."""
+    chosen = {"temperature": options.temperature, "top_p": options.top_p, "top_k": options.top_k}
+    return replace(preset, seed=options.seed, **{k: v for k, v in chosen.items() if v is not None})
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class Summary:
     method: Method = "abstractive"
     #: Generated sentences that failed the faithfulness check (replaced by a source sentence, or dropped).
     replaced_sentences: int = 0
+    #: Document tokens not read again (a streaming engine continued from the document's kept state).
+    cached_tokens: int = 0
 
 
 class ProgressReporter:
@@ -74,10 +86,12 @@ class ProgressReporter:
 
 @dataclass(frozen=True)
 class Workspace:
-    """Files that let a job resume after a crash, and a fully read document's states for reuse."""
+    """Files that let a job resume after a crash, and the store that keeps a fully read document's states."""
 
     job_dir: Path
-    document_dir: Path
+    document_id: str
+    # None: no state is kept, every task reads the document.
+    states: StateStore | None = None
 
     @property
     def partial_summaries(self) -> Path:
@@ -86,9 +100,6 @@ class Workspace:
     @property
     def read_state(self) -> Path:
         return self.job_dir / "state.safetensors"
-
-    def document_state(self, fingerprint: str) -> Path:
-        return self.document_dir / f"{fingerprint}.safetensors"
 
     def clear_job(self) -> None:
         shutil.rmtree(self.job_dir, ignore_errors=True)
@@ -125,14 +136,14 @@ def summarize(
     chunk_tokens: int,
     checkpoint_every_tokens: int,
 ) -> Summary:
-    # Here, not at the top: the API imports this module for SummarizeOptions, and nltk takes seconds to load.
+    # Here, not at the top: nltk takes seconds to load, and other tasks do without it.
     from docproc.extractive import check_faithfulness, fit_to_length, split_sentences
 
     method = choose_method(engine, options.method)
     if method in ("extract_compress", "extractive"):
         summary, sources = _summarize_extractively(engine, pages, options, progress, method)
     else:
-        if getattr(engine, "streams_documents", False):
+        if isinstance(engine, StreamingEngine):
             summary = _summarize_streaming(
                 engine, pages, options, progress, workspace, chunk_tokens, checkpoint_every_tokens
             )
@@ -153,7 +164,7 @@ def summarize(
 def choose_method(engine: Engine, method: Method) -> Method:
     if method != "auto":
         return method
-    if getattr(engine, "streams_documents", False) or engine.parameters is None:
+    if isinstance(engine, StreamingEngine) or engine.parameters is None:
         return "abstractive"
     return (
         "extract_compress" if engine.parameters < get_settings().compress_below_parameters else "abstractive"
@@ -169,26 +180,49 @@ def _citing_pages(text: str, ranges: list[list[int]]) -> str:
     return f"{text}\n\n(Drawn from pages {format_pages(ranges)}.)" if ranges else text
 
 
-def _summarize_streaming(
-    engine: "HybridEngine",
+@dataclass(frozen=True)
+class ReadDocument:
+    """A streaming engine's state holding the whole document, and the instruction's ids that continue it."""
+
+    state: "HybridState"
+    suffix: list[int]
+    #: Tokens of the document (with the system turn) in the state.
+    tokens: int
+    #: Of these, the tokens not read by this job: it loaded the document's kept state.
+    cached_tokens: int
+
+
+def page_marked(pages: Sequence[Page]) -> str:
+    """The document with page markers, which let the model (and the reader) tie statements to pages."""
+    return "\n\n".join(f"[Page {page.number}]\n{page.text}" for page in pages)
+
+
+@contextmanager
+def read_document(
+    engine: StreamingEngine,
     pages: Sequence[Page],
-    options: SummarizeOptions,
+    instruction: str,
+    max_input_tokens: int | None,
     progress: ProgressReporter,
     workspace: Workspace,
     chunk_tokens: int,
     checkpoint_every_tokens: int,
-) -> Summary:
-    # Page markers let the model (and the reader) tie statements to pages.
-    document = "\n\n".join(f"[Page {page.number}]\n{page.text}" for page in pages)
-    ids, suffix = engine.document_prompt(SYSTEM_PROMPT, document, _instruction(options, "above"))
-    if options.max_input_tokens is not None:
-        ids = ids[: options.max_input_tokens]
+) -> Iterator[ReadDocument]:
+    """The document read into a state: the document's kept state when the store has one, else read chunk by
+    chunk (resuming from the job's checkpoint) and then kept, so that any later task on it skips the read.
+    Answer inside the block: while it runs, no process evicts the kept state."""
+    ids, suffix = engine.document_prompt(SYSTEM_PROMPT, page_marked(pages), instruction)
+    if max_input_tokens is not None:
+        ids = ids[:max_input_tokens]
     progress.started(len(ids))
     # A fully read state is only reusable when the whole document was read.
-    full_state = workspace.document_state(engine.fingerprint) if options.max_input_tokens is None else None
-    if full_state is not None and full_state.exists():
-        state = engine.load_state(full_state)
-    else:
+    states = workspace.states if max_input_tokens is None else None
+    key = state_key(engine.fingerprint, ids)
+    with states.use(workspace.document_id, key) if states is not None else nullcontext() as kept:
+        if kept is not None:
+            progress.advanced(len(ids))
+            yield ReadDocument(engine.load_state(kept.path), suffix, len(ids), len(ids))
+            return
         state = (
             engine.load_state(workspace.read_state) if workspace.read_state.exists() else engine.new_state()
         )
@@ -204,15 +238,43 @@ def _summarize_streaming(
                 saved_at = position
 
         engine.read(ids, state, chunk_tokens, after_chunk, progress.stop)
-        if full_state is not None:
-            _atomic_write(full_state, state.save)
-    progress.advanced(len(ids))
-    max_new_tokens = int(options.max_words * TOKENS_PER_WORD) + 16
-    answer = engine.answer(
-        state, suffix, max_new_tokens, options.sampling(engine.default_sampling), progress.stop
-    )
+        if states is not None:
+            states.keep(workspace.document_id, key, engine.fingerprint, len(ids), state.save)
+        progress.advanced(len(ids))
+        yield ReadDocument(state, suffix, len(ids), 0)
+
+
+def _summarize_streaming(
+    engine: StreamingEngine,
+    pages: Sequence[Page],
+    options: SummarizeOptions,
+    progress: ProgressReporter,
+    workspace: Workspace,
+    chunk_tokens: int,
+    checkpoint_every_tokens: int,
+) -> Summary:
+    with read_document(
+        engine,
+        pages,
+        _instruction(options, "above"),
+        options.max_input_tokens,
+        progress,
+        workspace,
+        chunk_tokens,
+        checkpoint_every_tokens,
+    ) as read:
+        max_new_tokens = int(options.max_words * TOKENS_PER_WORD) + 16
+        sampling = sampling_for(options, engine.default_sampling)
+        answer = engine.answer(read.state, read.suffix, max_new_tokens, sampling, progress.stop)
     source_pages = page_ranges([(page.number, page.number) for page in pages])
-    return Summary(answer.text, answer.thinking, answer.input_tokens, answer.output_tokens, source_pages)
+    return Summary(
+        answer.text,
+        answer.thinking,
+        answer.input_tokens,
+        answer.output_tokens,
+        source_pages,
+        cached_tokens=read.cached_tokens,
+    )
 
 
 def _summarize_hierarchically(
@@ -229,7 +291,7 @@ def _summarize_hierarchically(
     chunks = _limited(engine.chunks(pages, budget), options.max_input_tokens)
     tokens_total = sum(chunk.tokens for chunk in chunks)
     progress.started(tokens_total)
-    sampling = options.sampling(engine.default_sampling)
+    sampling = sampling_for(options, engine.default_sampling)
     usage = [0, 0]
 
     def generate(prompt: str, max_words: int) -> Generation:
@@ -264,7 +326,7 @@ def _summarize_extractively(
     """Rank the sentences; keep the best (extractive) or have the model rewrite them (extract_compress)."""
     from docproc.extractive import select, split_sentences
 
-    pages = _pages_within(engine, pages, options.max_input_tokens)
+    pages = pages_within(engine, pages, options.max_input_tokens)
     # Counted as the document's tokens are (pages with their separator), so that the two agree.
     tokens_total = sum(engine.count_tokens(page.text + PAGE_SEPARATOR) for page in pages)
     progress.started(tokens_total)
@@ -286,7 +348,7 @@ def _summarize_extractively(
     generation = engine.generate(
         messages,
         max_new_tokens=int(options.max_words * TOKENS_PER_WORD) + 16,
-        sampling=options.sampling(engine.default_sampling),
+        sampling=sampling_for(options, engine.default_sampling),
         stop=progress.stop,
     )
     summary = Summary(
@@ -295,7 +357,7 @@ def _summarize_extractively(
     return summary, chosen
 
 
-def _pages_within(engine: Engine, pages: Sequence[Page], max_tokens: int | None) -> list[Page]:
+def pages_within(engine: Engine, pages: Sequence[Page], max_tokens: int | None) -> list[Page]:
     """The pages up to max_tokens tokens (the last one cut)."""
     if max_tokens is None:
         return list(pages)

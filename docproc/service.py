@@ -2,24 +2,25 @@
 
 import logging
 import shutil
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from pydantic import ValidationError
 from sqlalchemy import Select, false, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from docproc import metrics, webhooks
 from docproc.db import session_scope
 from docproc.engine import get_tokenizer
 from docproc.engine.base import PAGE_SEPARATOR
-from docproc.errors import ServiceError, describe, field_errors, shorten
+from docproc.errors import ServiceError, describe, shorten
 from docproc.ingestion import OcrMode, ParserLimits, ParserSlots, extract
 from docproc.models import Batch, Document, DocumentPage, Job, JobStatus, Result, is_well_formed_id, utcnow
-from docproc.options import SummarizeOptions
+from docproc.retrieval import remove_index, remove_orphan_indexes
 from docproc.settings import get_settings
+from docproc.states import get_state_store
 from docproc.storage import (
     StagedUpload,
     UploadTooLarge,
@@ -29,11 +30,12 @@ from docproc.storage import (
     stage_upload,
     stale_files,
 )
+from docproc.task_options import validated_options
 
 log = logging.getLogger(__name__)
 
-TASKS = {"summarize": SummarizeOptions}
-# Blob names per query when looking for orphans (SQLite allows 32766 parameters in one statement).
+# Blob names or document ids per query when looking for orphans (SQLite allows 32766 parameters in one
+# statement).
 ORPHAN_QUERY_BATCH = 10_000
 
 Owned = TypeVar("Owned", Document, Job, Batch)
@@ -151,7 +153,8 @@ def _remove_blob_if_unreferenced(session: Session, sha256: str) -> None:
 
 
 def remove_orphan_files() -> None:
-    """Remove what crashed uploads left: temp files, and blobs no document references.
+    """Remove what crashed uploads left: temp files, and blobs no document references; what crashed jobs
+    left in the state store (docproc.states.StateStore.remove_orphans); passage indexes of deleted documents.
 
     Only files older than the grace period go, so that an upload in flight keeps its temp file.
     """
@@ -159,12 +162,8 @@ def remove_orphan_files() -> None:
     temps, blobs = stale_files(settings.blob_dir, settings.orphan_grace_s)
     for path in temps:
         path.unlink(missing_ok=True)
-    with blob_lock(settings.blob_dir), session_scope() as session:
-        names = list(blobs)
-        referenced: set[str] = set()
-        for start in range(0, len(names), ORPHAN_QUERY_BATCH):
-            batch = names[start : start + ORPHAN_QUERY_BATCH]
-            referenced.update(session.scalars(select(Document.sha256).where(Document.sha256.in_(batch))))
+    with blob_lock(settings.blob_dir):
+        referenced = _present(Document.sha256, blobs)
         orphans = [path for sha256, path in blobs.items() if sha256 not in referenced]
         for path in orphans:
             path.unlink(missing_ok=True)
@@ -172,6 +171,21 @@ def remove_orphan_files() -> None:
         log.warning(
             "removed %d temp files and %d orphan blobs left by interrupted uploads", len(temps), len(orphans)
         )
+    if states := get_state_store().remove_orphans(settings.orphan_grace_s):
+        log.warning("removed %d state files or rows left by interrupted jobs", states)
+    if indexes := remove_orphan_indexes(lambda ids: _present(Document.id, ids), settings.orphan_grace_s):
+        log.warning("removed %d passage indexes of deleted documents or crashed builds", indexes)
+
+
+def _present(column: InstrumentedAttribute[str], values: Collection[str]) -> set[str]:
+    """Which of the values some document has in this column."""
+    found: set[str] = set()
+    items = list(values)
+    with session_scope() as session:
+        for start in range(0, len(items), ORPHAN_QUERY_BATCH):
+            batch = items[start : start + ORPHAN_QUERY_BATCH]
+            found.update(session.scalars(select(column).where(column.in_(batch))))
+    return found
 
 
 def owned(session: Session, model: type[Owned], owner: str | None, item_id: str) -> Owned:
@@ -260,7 +274,8 @@ def _delete_document(session: Session, document: Document) -> None:
     session.commit()
     with blob_lock(get_settings().blob_dir):
         _remove_blob_if_unreferenced(session, document.sha256)
-    shutil.rmtree(get_settings().state_dir / "documents" / document.id, ignore_errors=True)
+    get_state_store().remove_document(document.id)
+    remove_index(document.id)
 
 
 def _delete_jobs(session: Session, jobs: Select[tuple[Job]]) -> int:
@@ -339,20 +354,11 @@ def create_job(
 ) -> Job:
     """A queued job, not yet sent to the queue; `webhook_url` (webhooks.resolve_url) is told of its end."""
     get_document(session, owner, document_id)
-    if task not in TASKS:
-        raise ServiceError(422, "unknown_task", f"Unknown task {shorten(task)}; known: {', '.join(TASKS)}.")
-    try:
-        validated = TASKS[task].model_validate(options)
-    except ValidationError as exc:
-        errors = field_errors(exc.errors())
-        raise ServiceError(
-            422, "invalid_options", f"Invalid options: {describe(errors)}.", errors=errors
-        ) from exc
     job = Job(
         owner=owner,
         document_id=document_id,
         task=task,
-        options=validated.model_dump(exclude_none=True),
+        options=validated_options(task, options),
         expires_at=expiry(),
         webhook_url=webhook_url,
     )

@@ -85,12 +85,26 @@ class Settings(BaseSettings):
     # Streaming engines save their state every this many tokens, so a crashed job resumes from there.
     checkpoint_every_tokens: int = 65536
     max_summary_tokens: int = 400
+    # Fully read document states kept on disk for later tasks (streaming engine), all documents together;
+    # the least recently used go first, a state in use never. Qwen3-Next-80B keeps 24 KiB of KV per token
+    # (bf16): about 24 GB for a million tokens. 0 keeps none.
+    state_store_bytes: int = Field(64 << 30, ge=0)
     # Summaries with method "auto": a model with fewer parameters extracts key sentences, then rewrites them.
     compress_below_parameters: int = 1_000_000_000
     # LexRank compares every pair of sentences: a longer document is ranked in blocks of this many sentences.
     rank_block_sentences: int = Field(250, ge=20)
     # A generated sentence needs this share of its content words in the source, or it is replaced.
     min_word_support: float = Field(0.6, ge=0.0, le=1.0)
+
+    # Extract: the caller's JSON Schema, at most this many bytes of JSON and this many levels deep (objects
+    # and arrays each count one); the grammar built from it grows with both.
+    extract_schema_max_bytes: int = Field(16 * 1024, ge=256)
+    extract_schema_max_depth: int = Field(6, ge=1, le=32)
+    # Ask and extract on engines whose context cannot hold the document: the prompt carries this many of the
+    # most relevant passages (docproc.retrieval), each with its page number.
+    passages_per_question: int = Field(8, ge=1, le=100)
+    # Ask and extract: tokens the answer may take (the JSON of an extract included).
+    max_answer_tokens: int = Field(512, ge=16)
 
     # A running job's lease: the worker renews it every lease_s / 3; an expired lease means the worker died.
     job_lease_s: float = 60.0

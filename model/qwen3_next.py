@@ -619,6 +619,7 @@ class HybridLM(nn.Module):
         on_token: Callable[[int], None] | None = None,
         chunk_size: int = 4096,
         draft_tokens: int = 0,
+        token_mask: Callable[[list[int], Tensor], Tensor] | None = None,
     ) -> list[int]:
         """Continues `state` with the prompt, then samples up to max_new_tokens, stopping after a stop token
         (default: the checkpoint's EOS ids). Every sampled token, the stop token included, is fed into
@@ -626,9 +627,13 @@ class HybridLM(nn.Module):
         length limit ended it. `on_token(id)` streams tokens; raising from it stops generation.
 
         draft_tokens > 0: speculative decoding with the checkpoint's MTP head (`model.speculative`); the
-        output is the same, fewer forwards of the main model produce it."""
+        output is the same, fewer forwards of the main model produce it. Not with a token mask, whose grammar
+        advances one token at a time.
+
+        `token_mask(tokens so far, logits [vocab])` returns the logits with forbidden tokens at -inf
+        (constrained decoding: a grammar)."""
         stops = set(self.config.eos_token_ids if stop_token_ids is None else stop_token_ids)
-        if draft_tokens:
+        if draft_tokens and token_mask is None:
             from model.speculative import MTPDrafter, generate_with_drafts
 
             drafter = MTPDrafter(self)
@@ -648,6 +653,8 @@ class HybridLM(nn.Module):
         logits = self.prefill(prompt_ids, state, chunk_size=chunk_size)
         tokens: list[int] = []
         while len(tokens) < max_new_tokens:
+            if token_mask is not None:
+                logits = token_mask(tokens, logits.float())
             token = sample_next_token(logits, sampling, generator)
             tokens.append(token)
             if on_token is not None:

@@ -75,7 +75,7 @@ def run_document(
     engine: Engine, document: Document, max_words: int, workdir: Path, methods: list[str]
 ) -> list[Row]:
     options = SummarizeOptions(max_words=max_words)
-    workspace = Workspace(workdir / "job", workdir / "document")
+    workspace = Workspace(workdir / "job", "document")
     rows = []
     if set(methods) & set(METHODS[:2]):  # one generation serves both
         started = time.perf_counter()
@@ -150,7 +150,7 @@ def run_long(engine: Engine, chars: int, max_words: int, workdir: Path) -> dict[
         pages,
         SummarizeOptions(max_words=max_words),
         tokens,
-        Workspace(workdir / "job", workdir / "document"),
+        Workspace(workdir / "job", "document"),
         get_settings().chunk_tokens,
         get_settings().checkpoint_every_tokens,
     )

@@ -8,6 +8,7 @@ from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from docproc.models import WEBHOOK_URL_MAX, Batch, JobStatus, WebhookStatus
+from docproc.task_options import TASK_OPTIONS, TaskName
 
 if TYPE_CHECKING:
     from docproc.batches import BatchState
@@ -54,6 +55,14 @@ class FromRow(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class StateOut(FromRow):
+    """The document's fully read model state kept for later tasks (the most recently used, if several)."""
+
+    kept: bool = True
+    tokens: int
+    bytes: int = Field(validation_alias="size_bytes")
+
+
 class DocumentOut(FromRow):
     id: str
     filename: str
@@ -65,6 +74,10 @@ class DocumentOut(FromRow):
     created_at: datetime
     # When retention deletes it (DOCPROC_RETENTION_DAYS); None: kept until deleted.
     expires_at: datetime | None
+    state: StateOut | None = Field(
+        validation_alias="kept_state",
+        description="Null when no state is kept: the next task reads the document (again).",
+    )
 
 
 class PageOut(FromRow):
@@ -94,12 +107,24 @@ WebhookUrl = Annotated[
 ]
 
 
+# Each task's options, shown in OpenAPI; validated against the task's own model when the job is created.
+TASK_OPTIONS_FIELD = Field(
+    default_factory=dict,
+    description="The task's options: "
+    + "; ".join(f"{task}: {model.__name__}" for task, model in TASK_OPTIONS.items())
+    + " (unknown fields and another task's options are refused).",
+    json_schema_extra={
+        "anyOf": [{"title": model.__name__, **model.model_json_schema()} for model in TASK_OPTIONS.values()]
+    },
+)
+
+
 class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document_id: str
-    task: Literal["summarize"] = "summarize"
-    options: dict[str, Any] = Field(default_factory=dict)
+    task: TaskName = "summarize"
+    options: dict[str, Any] = TASK_OPTIONS_FIELD
     webhook_url: WebhookUrl = None
 
 
@@ -141,11 +166,27 @@ class JobOut(FromRow):
 class Usage(BaseModel):
     input_tokens: int
     output_tokens: int
+    # Document tokens not read again: a streaming engine continued from the document's kept state.
+    cached_tokens: int = 0
+
+
+class Citation(BaseModel):
+    page: int
+    # Occurs on that page (compared with whitespace and case normalised).
+    quote: str
 
 
 class ResultOut(FromRow):
     job_id: str
-    summary: str
+    task: str
+    # summarize: the summary; ask: the answer; extract: data, valid against the job's schema.
+    summary: str | None
+    answer: str | None
+    data: dict[str, Any] | None
+    # ask, extract: the quotes the answer rests on, each checked on its page; dropped_quotes counts the
+    # quotes the model gave that were not on the page they named.
+    citations: list[Citation] | None
+    dropped_quotes: int | None
     thinking: str | None
     model: str
     usage: Usage
@@ -163,8 +204,8 @@ class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     document_ids: list[str] = Field(min_length=1)
-    task: Literal["summarize"] = "summarize"
-    options: dict[str, Any] = Field(default_factory=dict)
+    task: TaskName = "summarize"
+    options: dict[str, Any] = TASK_OPTIONS_FIELD
     webhook_url: WebhookUrl = None
 
 

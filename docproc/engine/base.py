@@ -1,18 +1,30 @@
-"""What the pipeline needs from a model: count tokens, cut a document into token chunks, generate text."""
+"""What the tasks need from a model, by way of reading a document.
+
+- `Engine`: a chat model with a bounded context. It counts tokens, cuts a document into token chunks and
+  answers a chat; a document longer than its context is read in pieces or through its relevant passages.
+- `StreamingEngine`: an `Engine` that also reads a whole document, however long, into a state that answers
+  any number of instructions afterwards (the Qwen3-Next hybrid). A fully read state is kept and reused.
+
+Both generate free text, or JSON valid against a JSON Schema (`json_schema`): by constrained decoding where
+the engine samples itself, by the server's structured output for a remote one.
+"""
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from docproc.engine.tokenizer import Tokenizer
 from docproc.ingestion import Page
 from docproc.ingestion.document import PAGE_SEPARATOR
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from model import HybridState
     from model.sampling import Sampling
 
 
@@ -58,7 +70,8 @@ class Chunk:
 
 
 class Engine(ABC):
-    """A loaded model. Implementations: transformers (local), hybrid (model/), remote (OpenAI-compatible)."""
+    """A loaded model. Implementations: transformers (local), remote (OpenAI-compatible), and the streaming
+    hybrid (model/)."""
 
     #: Reported in results.
     name: str
@@ -68,12 +81,13 @@ class Engine(ABC):
     default_sampling: "Sampling"
     #: The model's size, where known (a remote server does not say): small ones extract, then compress.
     parameters: int | None = None
+    tokenizer: Tokenizer
 
-    @abstractmethod
-    def encode(self, text: str) -> list[int]: ...
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
 
-    @abstractmethod
-    def decode(self, ids: Sequence[int]) -> str: ...
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids)
 
     @abstractmethod
     def generate(
@@ -83,9 +97,11 @@ class Engine(ABC):
         max_new_tokens: int,
         sampling: "Sampling | None" = None,
         stop: threading.Event | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> Generation:
-        """Answer the chat. Once `stop` is set, raise `Stopped` promptly: between generated tokens and within
-        a long prefill, not only when the answer is complete."""
+        """Answer the chat; with `json_schema`, with JSON valid against it (unless cut by max_new_tokens).
+        Once `stop` is set, raise `Stopped` promptly: between generated tokens and within a long prefill, not
+        only when the answer is complete."""
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
@@ -108,3 +124,50 @@ class Engine(ABC):
                     ids = []
         if ids:
             yield Chunk(self.decode(ids), first_page, last_page, len(ids))
+
+
+class StreamingEngine(Engine):
+    """An engine that reads a whole document into a state, chunk by chunk, and answers from that state.
+
+    The prompt puts the document before the instruction: `document_prompt` gives the ids to read (system turn
+    and document, the same for every task, so one read state serves them all) and the ids of the instruction
+    that continues it."""
+
+    #: Saved states are valid only for these exact weights.
+    fingerprint: str
+    #: Document tokens read into states by this engine, in all (reused states are not read again).
+    tokens_read: int = 0
+
+    @abstractmethod
+    def document_prompt(self, system: str, document: str, instruction: str) -> tuple[list[int], list[int]]:
+        """(ids to read into the state: system turn + document, ids of the instruction that follows)."""
+
+    @abstractmethod
+    def new_state(self) -> "HybridState": ...
+
+    @abstractmethod
+    def load_state(self, path: Path) -> "HybridState": ...
+
+    @abstractmethod
+    def read(
+        self,
+        ids: Sequence[int],
+        state: "HybridState",
+        chunk_tokens: int,
+        on_chunk: Callable[[int], None],
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Read ids[state.position:] into the state; on_chunk(position) after each chunk. Once `stop` is set,
+        raise `Stopped` before the next layer (the state is then half-way through a chunk: drop it)."""
+
+    @abstractmethod
+    def answer(
+        self,
+        state: "HybridState",
+        suffix: Sequence[int],
+        max_new_tokens: int,
+        sampling: "Sampling | None",
+        stop: threading.Event | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Generation:
+        """Continue a copy of a document's state with the instruction; the state stays reusable."""

@@ -10,12 +10,16 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
+import llguidance
 import torch
-from transformers import AutoTokenizer
 
-from docproc.engine.base import Engine, Generation, stopping_between_layers
+from docproc.engine.base import Generation, StreamingEngine, stopping_between_layers
+from docproc.engine.grammar import JsonGrammar, grammar_tokenizer
+from docproc.engine.tokenizer import HFTokenizer
 from model import INSTRUCT, THINKING, HybridLM, HybridState, Sampling
 from model.chat import THINK_END, build_prompt, split_thinking
 from model.qwen3_next import QWEN3_5_MULTIMODAL, SUPPORTED_MODEL_TYPES
@@ -25,9 +29,7 @@ HYBRID_MODEL_TYPES = SUPPORTED_MODEL_TYPES + QWEN3_5_MULTIMODAL
 DOCUMENT_SLOT = "\x00DOCUMENT\x00"
 
 
-class HybridEngine(Engine):
-    streams_documents = True
-
+class HybridEngine(StreamingEngine):
     def __init__(
         self, path: Path, *, name: str, device: str | list[str] = "cpu", draft_tokens: int = 0
     ) -> None:
@@ -37,21 +39,20 @@ class HybridEngine(Engine):
         self.model = HybridLM.from_pretrained(path, device=device, dtype=dtype)
         # Speculative decoding needs the checkpoint's MTP head; without one, plain decoding.
         self.draft_tokens = draft_tokens if self.model.mtp is not None else 0
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer = HFTokenizer.from_path(path)
         self.name = name
         self.context_tokens = self.model.config.max_position_embeddings
-        thinking = THINK_END in (self.tokenizer.chat_template or "") and "thinking" in name.lower()
+        self.tokens_read = 0
+        thinking = THINK_END in (self.tokenizer.hf.chat_template or "") and "thinking" in name.lower()
         self.default_sampling = THINKING if thinking else INSTRUCT
         # Saved states are only valid for the exact weights they were computed with.
         self.fingerprint = hashlib.sha256(f"{path.resolve()}:{_weights_stamp(path)}".encode()).hexdigest()[
             :16
         ]
 
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+    @cached_property
+    def grammar_tokenizer(self) -> llguidance.LLTokenizer:
+        return grammar_tokenizer(self.tokenizer.hf, self.model.config.vocab_size)
 
     def generate(
         self,
@@ -60,17 +61,17 @@ class HybridEngine(Engine):
         max_new_tokens: int,
         sampling: Sampling | None = None,
         stop: threading.Event | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> Generation:
-        prompt = build_prompt(self.tokenizer, messages)
-        return self._continue(self.model.new_state(), prompt, max_new_tokens, sampling, stop)
+        prompt = build_prompt(self.tokenizer.hf, messages)
+        return self._continue(self.model.new_state(), prompt, max_new_tokens, sampling, stop, json_schema)
 
     def document_prompt(self, system: str, document: str, instruction: str) -> tuple[list[int], list[int]]:
-        """(ids to read into the state: system turn + document, ids of the instruction that follows)."""
         messages = [
             {"role": "system", "content": system},
             {"role": "user", "content": f"{DOCUMENT_SLOT}\n\n{instruction}"},
         ]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = self.tokenizer.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         head, tail = text.split(DOCUMENT_SLOT)
         return self.encode(head) + self.encode(document), self.encode(tail)
 
@@ -88,16 +89,13 @@ class HybridEngine(Engine):
         on_chunk: Callable[[int], None],
         stop: threading.Event | None = None,
     ) -> None:
-        """Read ids[state.position:] into the state; on_chunk(position) after each chunk.
-
-        Once `stop` is set, raises `Stopped` before the next layer; the state is then half-way through a chunk
-        and must be dropped (the checkpoints on_chunk saved stay valid)."""
         start = state.position
         if start < len(ids):
             with stopping_between_layers(self.model.layers, stop):
                 self.model.prefill(
                     ids[start:], state, chunk_size=chunk_tokens, on_chunk=lambda n: on_chunk(start + n)
                 )
+            self.tokens_read += len(ids) - start
 
     def answer(
         self,
@@ -106,9 +104,9 @@ class HybridEngine(Engine):
         max_new_tokens: int,
         sampling: Sampling | None,
         stop: threading.Event | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> Generation:
-        """Continue a copy of a document's state with the instruction; the document state stays reusable."""
-        generation = self._continue(state.clone(), suffix, max_new_tokens, sampling, stop)
+        generation = self._continue(state.clone(), suffix, max_new_tokens, sampling, stop, json_schema)
         return Generation(
             generation.text,
             generation.thinking,
@@ -123,13 +121,19 @@ class HybridEngine(Engine):
         max_new_tokens: int,
         sampling: Sampling | None,
         stop: threading.Event | None,
+        json_schema: dict[str, Any] | None = None,
     ) -> Generation:
+        grammar = JsonGrammar(self.grammar_tokenizer, json_schema) if json_schema is not None else None
         with stopping_between_layers(self.model.layers, stop):
-            sampling = sampling or self.default_sampling
             new_ids = self.model.generate(
-                state, prompt, max_new_tokens, sampling, draft_tokens=self.draft_tokens
+                state,
+                prompt,
+                max_new_tokens,
+                sampling or self.default_sampling,
+                draft_tokens=self.draft_tokens,
+                token_mask=grammar.mask if grammar is not None else None,
             )
-        thinking, answer = split_thinking(self.tokenizer.decode(new_ids, skip_special_tokens=True))
+        thinking, answer = split_thinking(self.decode(new_ids))
         return Generation(answer, thinking or None, len(prompt), len(new_ids))
 
 

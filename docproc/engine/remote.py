@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import openai
@@ -62,12 +62,6 @@ class RemoteEngine(Engine):
         self.tokenizer = RemoteTokenizer(self.base_url, self.name, tokenizer_path, api_key)
         self.tokenizer.backend()
 
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(ids)
-
     def generate(
         self,
         messages: list[dict[str, str]],
@@ -75,10 +69,17 @@ class RemoteEngine(Engine):
         max_new_tokens: int,
         sampling: Sampling | None = None,
         stop: threading.Event | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> Generation:
         """One streamed request. Once `stop` is set it is abandoned: before it is sent, while waiting to
-        reconnect, between chunks and while waiting for one; the server sees the connection closed."""
+        reconnect, between chunks and while waiting for one; the server sees the connection closed.
+        `json_schema` goes as `response_format` (vLLM and SGLang constrain their decoding with it)."""
         sampling = sampling or self.default_sampling
+        response_format = (
+            {"type": "json_schema", "json_schema": {"name": "output", "schema": json_schema, "strict": True}}
+            if json_schema is not None
+            else openai.NOT_GIVEN
+        )
         stop = stop or threading.Event()  # never set
         stream = self._call(
             lambda: self.client.chat.completions.create(
@@ -88,6 +89,7 @@ class RemoteEngine(Engine):
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
                 seed=sampling.seed,
+                response_format=response_format,  # type: ignore[arg-type]
                 # top_k is not an OpenAI parameter; vLLM and SGLang read it from the body.
                 extra_body={"top_k": sampling.top_k} if sampling.top_k else None,
                 stream=True,

@@ -1,4 +1,6 @@
-"""Tokenizers that need no model, torch or transformers: the API counts an upload's tokens with them.
+"""Text <-> token ids. The API counts an upload's tokens without a model, torch or transformers
+(`LocalTokenizer`, `RemoteTokenizer`); the local engines read through `HFTokenizer`, which also carries the
+chat template.
 
 A remote model's token counts come, in order of preference, from:
 1. the server's own tokenizer, through its ``/tokenize`` and ``/detokenize`` endpoints (vLLM, SGLang);
@@ -8,10 +10,13 @@ A remote model's token counts come, in order of preference, from:
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import tokenizers
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 CHARS_PER_TOKEN = 4
 
@@ -41,6 +46,26 @@ class CharEstimate:
     def decode(self, ids: Sequence[int]) -> str:
         width = 4 * CHARS_PER_TOKEN
         return "".join(i.to_bytes(width, "little").decode("utf-32-le").rstrip("\x00") for i in ids)
+
+
+class HFTokenizer:
+    """A transformers tokenizer for the engines: ids without special tokens (the chat template adds its own);
+    decoding drops special tokens."""
+
+    def __init__(self, tokenizer: "PreTrainedTokenizerBase") -> None:
+        self.hf = tokenizer
+
+    @classmethod
+    def from_path(cls, path: Path) -> "HFTokenizer":
+        from transformers import AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(path))
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=True)
 
 
 class LocalTokenizer:

@@ -3,11 +3,14 @@
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from docproc.engine.hybrid import HybridEngine
 from docproc.ingestion import Page
+from docproc.models import DocumentState
 from docproc.pipeline import ProgressReporter, SummarizeOptions, Workspace, summarize
 from model.testing import make_random_checkpoint
+from tests.docproc.conftest import StoreFactory, add_documents
 
 LONG_TEXT = Path("/usr/share/common-licenses/GPL-3").read_text()
 
@@ -52,14 +55,15 @@ def run(engine: HybridEngine, workspace: Workspace, progress: ProgressReporter) 
 
 
 def test_a_crashed_read_resumes_from_its_checkpoint_with_the_same_summary(
-    engine: HybridEngine, tmp_path: Path
+    engine: HybridEngine, tmp_path: Path, state_store: StoreFactory
 ) -> None:
     uninterrupted = Recorder()
-    expected = run(engine, Workspace(tmp_path / "a" / "job", tmp_path / "a" / "doc"), uninterrupted)
+    expected = run(engine, Workspace(tmp_path / "a" / "job", "doc_a"), uninterrupted)
     assert uninterrupted.done[-1] == uninterrupted.total > 3000
     assert "(Drawn from pages 1–4.)" in expected
 
-    workspace = Workspace(tmp_path / "b" / "job", tmp_path / "b" / "doc")
+    add_documents(f"sqlite:///{tmp_path / 'docproc.db'}", "doc_b")
+    workspace = Workspace(tmp_path / "b" / "job", "doc_b", state_store(1 << 30))
     with pytest.raises(Crash):
         run(engine, workspace, Recorder(crash_at=2600))
     assert workspace.read_state.exists()
@@ -70,7 +74,11 @@ def test_a_crashed_read_resumes_from_its_checkpoint_with_the_same_summary(
     assert resumed.done[0] == 2048 + 256
 
     # The fully read document is kept: another task on it reads nothing again.
-    assert workspace.document_state(engine.fingerprint).exists()
+    assert workspace.states is not None
+    with workspace.states.sessions() as session:
+        kept = session.scalars(select(DocumentState)).one()
+        assert kept.document_id == "doc_b" and kept.tokens == resumed.total
+        assert workspace.states.path("doc_b", kept.key).stat().st_size == kept.size_bytes
     again = Recorder()
     assert run(engine, workspace, again) == expected
     assert again.done == [again.total]
@@ -82,7 +90,7 @@ def test_summary_reports_usage_and_pages(engine: HybridEngine, tmp_path: Path) -
         PAGES[:2],
         SummarizeOptions(max_words=10),
         Recorder(),
-        Workspace(tmp_path / "j", tmp_path / "d"),
+        Workspace(tmp_path / "j", "doc"),
         chunk_tokens=512,
         checkpoint_every_tokens=4096,
     )

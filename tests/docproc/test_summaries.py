@@ -26,7 +26,7 @@ def run(engine: TransformersEngine, path: Path, tmp_path: Path, **options: objec
         extract(path).pages,
         SummarizeOptions.model_validate(options),
         ProgressReporter(),
-        Workspace(tmp_path / "job", tmp_path / "document"),
+        Workspace(tmp_path / "job", "document"),
         chunk_tokens=1536,
         checkpoint_every_tokens=65536,
     )

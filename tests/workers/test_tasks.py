@@ -4,6 +4,10 @@ import re
 import time
 from pathlib import Path
 
+import httpx
+from sqlalchemy import create_engine, func, select
+
+from docproc.models import DocumentState
 from model.testing import local_training_text, make_random_checkpoint
 from tests.conftest import Service, service_env
 
@@ -74,6 +78,7 @@ def test_killed_worker_resumes_a_streamed_read_from_its_checkpoint(database_url:
             assert finished["status"] == "succeeded", finished
             assert finished["attempts"] == 2
             summary = client.get(f"/v1/jobs/{job['id']}/result").json()["summary"]
+            assert_state_kept_then_deleted(client, database_url, tmp_path / "data", uploaded["id"], finished)
     finally:
         service.stop()
     resumed_at = re.search(r"resuming the read at token (\d+)", service.log_of(second))
@@ -89,8 +94,27 @@ def test_killed_worker_resumes_a_streamed_read_from_its_checkpoint(database_url:
         extract(document).pages,
         SummarizeOptions(**options),
         ProgressReporter(),
-        Workspace(tmp_path / "fresh" / "job", tmp_path / "fresh" / "document"),
+        Workspace(tmp_path / "fresh" / "job", "document"),
         chunk_tokens=512,
         checkpoint_every_tokens=8192,
     )
     assert summary == expected.text
+
+
+def assert_state_kept_then_deleted(
+    client: httpx.Client, database_url: str, data_dir: Path, document_id: str, job: dict
+) -> None:
+    """The read left the document's state in the store: shown by the document route, deleted with it."""
+    files = list((data_dir / "states" / "documents" / document_id).glob("*.safetensors"))
+    assert len(files) == 1
+    tokens, size = job["progress"]["tokens_total"], files[0].stat().st_size
+    assert client.get(f"/v1/documents/{document_id}").json()["state"] == {
+        "kept": True,
+        "tokens": tokens,
+        "bytes": size,
+    }
+    assert client.delete(f"/v1/documents/{document_id}").status_code == 204
+    assert not files[0].parent.exists()
+    with create_engine(database_url).connect() as connection:
+        kept = select(func.count()).select_from(DocumentState).where(DocumentState.document_id == document_id)
+        assert connection.scalar(kept) == 0

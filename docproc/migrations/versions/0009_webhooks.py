@@ -1,7 +1,7 @@
 """webhooks: jobs.webhook_url, batches.webhook_url, webhook_deliveries, webhook_attempts
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-11-29 18:45:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import docproc.models
 
 revision: str = "0009"
-down_revision: str | None = "0006"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -13,10 +13,10 @@ import sys
 import docproc.cli
 from docproc.api.app import create_app
 from docproc.engine import get_tokenizer
-from docproc.service import TASKS
+from docproc.task_options import validated_options
 
 create_app()
-TASKS["summarize"].model_validate({{"max_words": 50, "temperature": 0.5}})
+validated_options("ask", {{"question": "Who runs the cooperative?", "temperature": 0.5}})
 assert sum(map(len, get_tokenizer().encode_batch(["A short page about the cooperative."]))) > 3
 print(sorted(name for name in sys.modules if name.split(".")[0] in {HEAVY!r}))
 """
