@@ -15,7 +15,9 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
+from docproc.chat import ChatOptions, chat
 from docproc.db import session_scope
 from docproc.engine import Engine, Stopped
 from docproc.ingestion import Page
@@ -159,16 +161,57 @@ def job_workspace(job_id: str, document_id: str) -> Workspace:
     return Workspace(state_dir / "jobs" / job_id, state_dir / "documents" / document_id)
 
 
-def _load_job(job_id: str) -> tuple[SummarizeOptions, Workspace, list[Page]]:
+def _pages(session: Session, document_id: str | None) -> list[Page]:
+    rows = session.scalars(
+        select(DocumentPage).where(DocumentPage.document_id == document_id).order_by(DocumentPage.number)
+    )
+    return [Page(row.number, row.text) for row in rows]
+
+
+def _summarize(job_id: str, engine: Engine, run: JobRun) -> Result:
     with session_scope() as session:
         job = session.get_one(Job, job_id)
-        rows = session.scalars(
-            select(DocumentPage)
-            .where(DocumentPage.document_id == job.document_id)
-            .order_by(DocumentPage.number)
-        )
-        pages = [Page(row.number, row.text) for row in rows]
-        return SummarizeOptions.model_validate(job.options), job_workspace(job.id, job.document_id), pages
+        options = SummarizeOptions.model_validate(job.options)
+        workspace, pages = job_workspace(job.id, job.document_id), _pages(session, job.document_id)
+    settings = get_settings()
+    summary = summarize(
+        engine, pages, options, run, workspace, settings.chunk_tokens, settings.checkpoint_every_tokens
+    )
+    return Result(
+        summary=summary.text,
+        thinking=summary.thinking,
+        model=engine.name,
+        input_tokens=summary.input_tokens,
+        output_tokens=summary.output_tokens,
+        source_pages=summary.source_pages,
+        method=summary.method,
+        replaced_sentences=summary.replaced_sentences,
+    )
+
+
+def _chat(job_id: str, engine: Engine, run: JobRun) -> Result:
+    with session_scope() as session:
+        options = ChatOptions.model_validate(session.get_one(Job, job_id).options)
+        documents = {
+            document_id: pages
+            for document_id in options.document_ids
+            if (pages := _pages(session, document_id))
+        }
+    answer = chat(engine, options, documents, get_settings().chat_max_tokens, run.stop)
+    return Result(
+        summary=answer.text,
+        thinking=None,
+        model=engine.name,
+        input_tokens=answer.input_tokens,
+        output_tokens=answer.output_tokens,
+        cached_tokens=answer.cached_tokens,
+        finish_reason=answer.finish_reason,
+        source_pages=[],
+    )
+
+
+# Each task's run: the job's id, the engine and the run's progress and stop signal → the result to store.
+TASKS: dict[str, Callable[[str, Engine, JobRun], Result]] = {"summarize": _summarize, "chat": _chat}
 
 
 def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
@@ -177,19 +220,13 @@ def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
     if not claim(job_id, settings.job_lease_s):
         log.info("job %s not claimed (finished, cancelled or running elsewhere)", job_id)
         return
+    with session_scope() as session:
+        task = session.get_one(Job, job_id).task
+    # The job's own files (checkpoints); the document's kept states stay.
+    workspace = job_workspace(job_id, document_id="")
     with JobRun(job_id, settings.job_lease_s, settings.cancel_poll_s) as run:
         try:
-            options, workspace, pages = _load_job(job_id)
-            engine = engine_factory()
-            summary = summarize(
-                engine,
-                pages,
-                options,
-                run,
-                workspace,
-                settings.chunk_tokens,
-                settings.checkpoint_every_tokens,
-            )
+            result = TASKS[task](job_id, engine_factory(), run)
         except Stopped:  # between chunks (JobStopped) or inside the model
             if run.cancelled:
                 run.finish(JobStatus.cancelled)
@@ -199,19 +236,7 @@ def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
             log.exception("job %s failed", job_id)
             run.finish(JobStatus.failed, error=(getattr(exc, "code", "internal_error"), str(exc)))
             return
-        run.finish(
-            JobStatus.succeeded,
-            result=Result(
-                summary=summary.text,
-                thinking=summary.thinking,
-                model=engine.name,
-                input_tokens=summary.input_tokens,
-                output_tokens=summary.output_tokens,
-                source_pages=summary.source_pages,
-                method=summary.method,
-                replaced_sentences=summary.replaced_sentences,
-            ),
-        )
+        run.finish(JobStatus.succeeded, result=result)
         workspace.clear_job()
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -165,6 +166,9 @@ class Result(Base):
     # failed the faithfulness check (each replaced by a source sentence, or dropped). None: made before both.
     method: Mapped[str | None] = mapped_column(String(32))
     replaced_sentences: Mapped[int | None] = mapped_column(Integer)
+    # Chat answers: prompt tokens served from a kept document state, and why the answer ended (stop, length).
+    cached_tokens: Mapped[int | None] = mapped_column(Integer)
+    finish_reason: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="result")
@@ -183,3 +187,25 @@ class Batch(Base):
     # When the input was validated and its items queued.
     in_progress_at: Mapped[datetime | None]
     cancelling_at: Mapped[datetime | None]
+    # Batches made through the OpenAI-compatible API (docproc.openai_compat): what OpenAI's Batch shows.
+    endpoint: Mapped[str | None] = mapped_column(String(64))
+    input_file_id: Mapped[str | None] = mapped_column(String(40))
+    completion_window: Mapped[str | None] = mapped_column(String(16))
+    request_metadata: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class StoredFile(Base):
+    """A file uploaded through the OpenAI-compatible API with purpose `batch`: a batch's JSONL input.
+
+    Files with purpose `user_data` become documents instead.
+    """
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("file"))
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(512))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -10,6 +10,7 @@ from sqlalchemy import Select, false, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from docproc.chat import ChatOptions
 from docproc.db import session_scope
 from docproc.engine import get_tokenizer
 from docproc.engine.base import PAGE_SEPARATOR
@@ -30,7 +31,7 @@ from docproc.storage import (
 
 log = logging.getLogger(__name__)
 
-TASKS = {"summarize": SummarizeOptions}
+TASKS: dict[str, type[SummarizeOptions | ChatOptions]] = {"summarize": SummarizeOptions, "chat": ChatOptions}
 # Blob names per query when looking for orphans (SQLite allows 32766 parameters in one statement).
 ORPHAN_QUERY_BATCH = 10_000
 
@@ -204,8 +205,11 @@ def delete_document(session: Session, owner: str | None, document_id: str) -> No
     shutil.rmtree(get_settings().state_dir / "documents" / document_id, ignore_errors=True)
 
 
-def create_job(session: Session, owner: str | None, document_id: str, task: str, options: dict) -> Job:
-    get_document(session, owner, document_id)
+def create_job(session: Session, owner: str | None, document_id: str | None, task: str, options: dict) -> Job:
+    """A job on a document (summarize), or on the documents its chat messages reference (chat; the job's
+    document is the first of them, if any)."""
+    if document_id is not None:
+        get_document(session, owner, document_id)
     if task not in TASKS:
         raise ServiceError(422, "unknown_task", f"Unknown task {shorten(task)}; known: {', '.join(TASKS)}.")
     try:
@@ -215,8 +219,15 @@ def create_job(session: Session, owner: str | None, document_id: str, task: str,
         raise ServiceError(
             422, "invalid_options", f"Invalid options: {describe(errors)}.", errors=errors
         ) from exc
+    if isinstance(validated, ChatOptions):
+        for referenced in validated.document_ids:
+            get_document(session, owner, referenced)
+        document_id = next(iter(validated.document_ids), None)
     job = Job(
-        owner=owner, document_id=document_id, task=task, options=validated.model_dump(exclude_none=True)
+        owner=owner,
+        document_id=document_id,
+        task=task,
+        options=validated.model_dump(mode="json", exclude_none=True),
     )
     session.add(job)
     session.flush()

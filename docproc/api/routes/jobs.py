@@ -2,11 +2,12 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+from sqlalchemy.orm import Session
 
 from docproc import service
 from docproc.api.deps import OwnerDep, SessionDep
 from docproc.api.schemas import JobIn, JobOut, Limit, Offset, Page, ResultOut, error_responses
-from docproc.models import JobStatus
+from docproc.models import Job, JobStatus
 from workers.celery_app import enqueue_job
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,12 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(4
 )
 def create_job(body: JobIn, session: SessionDep, owner: OwnerDep) -> JobOut:
     job = service.create_job(session, owner, body.document_id, body.task, body.options)
+    queue_job(session, job)
+    return JobOut.of(job)
+
+
+def queue_job(session: Session, job: Job) -> None:
+    """Commit the new job and send it to the queue; 503 (and the job failed) if the broker is down."""
     session.commit()  # the worker must find the job when the message arrives
     try:
         enqueue_job(job.id)
@@ -31,7 +38,6 @@ def create_job(body: JobIn, session: SessionDep, owner: OwnerDep) -> JobOut:
         service.fail_unqueued(session, job, "the queue is unavailable")
         session.commit()
         raise service.ServiceError(503, "queue_unavailable", job.error_message or "") from exc
-    return JobOut.of(job)
 
 
 @router.get("", response_model=Page[JobOut])
