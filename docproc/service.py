@@ -42,6 +42,13 @@ def not_found(kind: str, item_id: str) -> ServiceError:
     return ServiceError(404, "not_found", f"No {kind} with id {shorten(item_id)}.")
 
 
+def checked_filename(filename: str | None) -> str:
+    """An uploaded file's name as given ("upload" if none); NUL is refused (PostgreSQL cannot store it)."""
+    if filename and "\x00" in filename:
+        raise ServiceError(422, "invalid_filename", "The file name must not contain NUL characters.")
+    return filename or "upload"
+
+
 def add_document(
     session: Session, owner: str | None, filename: str, source: BinaryIO, password: str | None = None
 ) -> tuple[Document, bool]:

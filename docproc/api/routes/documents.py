@@ -23,9 +23,7 @@ def upload_document(
     response: Response,
     password: Annotated[str | None, Form()] = None,
 ) -> DocumentOut:
-    filename = file.filename or "upload"
-    if "\x00" in filename:  # PostgreSQL cannot store it
-        raise service.ServiceError(422, "invalid_filename", "The file name must not contain NUL characters.")
+    filename = service.checked_filename(file.filename)
     document, created = service.add_document(session, owner, filename, file.file, password)
     if not created:
         response.status_code = status.HTTP_200_OK

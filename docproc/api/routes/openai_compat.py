@@ -161,7 +161,8 @@ def create_file(
     session: SessionDep,
     owner: OwnerDep,
 ) -> FileObject:
-    return openai_compat.upload_file(session, owner, purpose, file.filename or "upload", file.file)
+    filename = service.checked_filename(file.filename)
+    return openai_compat.upload_file(session, owner, purpose, filename, file.file)
 
 
 @router.get("/files", response_model=FileList)
