@@ -183,10 +183,10 @@ def chat(
     generation = engine.generate(
         messages, max_new_tokens=budget, sampling=options.sampling(engine.default_sampling), stop=stop
     )
-    text, finish_reason = _cut_at_stop(generation.text, options.stop)
-    if finish_reason == "stop" and generation.output_tokens >= budget and text == generation.text:
-        finish_reason = "length"
-    output_tokens = generation.output_tokens if text == generation.text else engine.count_tokens(text)
+    text = _cut_at_stop(generation.text, options.stop)
+    cut = text != generation.text
+    finish_reason: FinishReason = "length" if not cut and generation.output_tokens >= budget else "stop"
+    output_tokens = engine.count_tokens(text) if cut else generation.output_tokens
     if options.response_format is not None and options.response_format.type != "text":
         text = _conforming_json(text, options.response_format)
     # Engines that keep a document's read state (the streaming engine) report the tokens they reused here.
@@ -216,10 +216,10 @@ def _json_instruction(response_format: ResponseFormat) -> str:
     return f"Answer with one JSON value only, no other text, valid against this JSON schema: {schema}"
 
 
-def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, FinishReason]:
+def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
     """The text up to the first stop sequence (which OpenAI leaves out of the answer)."""
     cuts = [index for stop in stops if (index := text.find(stop)) >= 0]
-    return (text[: min(cuts)], "stop") if cuts else (text, "stop")
+    return text[: min(cuts)] if cuts else text
 
 
 def _conforming_json(text: str, response_format: ResponseFormat) -> str:

@@ -39,8 +39,8 @@ def test_options_refuse_what_cannot_run() -> None:
 
 
 def test_the_answer_ends_before_the_first_stop_sequence() -> None:
-    assert _cut_at_stop("The capital is Paris. It is big.", ["Paris", " is"]) == ("The capital", "stop")
-    assert _cut_at_stop("No stop here", ["\n\n"]) == ("No stop here", "stop")
+    assert _cut_at_stop("The capital is Paris. It is big.", ["Paris", " is"]) == "The capital"
+    assert _cut_at_stop("No stop here", ["\n\n"]) == "No stop here"
 
 
 def test_json_answers_are_unfenced_and_checked_against_the_schema() -> None:

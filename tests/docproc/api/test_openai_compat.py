@@ -240,6 +240,9 @@ def test_keys_and_ownership_use_the_sdk_exceptions(
     with pytest.raises(openai.NotFoundError) as unknown_model:
         client.chat.completions.create(model="gpt-4o", messages=ask(QUESTION))
     assert unknown_model.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as too_long:  # SmolLM2's context is 8,192 tokens
+        client.chat.completions.create(model=model, messages=ask("word " * 9000))
+    assert too_long.value.code == "context_length_exceeded"
     with pytest.raises(openai.UnprocessableEntityError) as invalid:
         client.chat.completions.create(model=model, messages=ask(QUESTION), temperature=7)
     assert invalid.value.code == "invalid_options" and invalid.value.param == "temperature"
