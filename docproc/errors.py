@@ -78,7 +78,9 @@ def openai_error_envelope(error: ServiceError) -> dict[str, Any]:
     """The same error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}; `param` names the
     first invalid field, if any."""
     default_type = "server_error" if error.status >= 500 else "invalid_request_error"
-    param = ".".join(map(str, error.errors[0]["loc"])) if error.errors else None
+    # FastAPI's locations start with where the field was sent (body, query, path); OpenAI names the field.
+    loc = error.errors[0]["loc"] if error.errors else []
+    param = ".".join(map(str, loc[1:] if loc[:1] in (["body"], ["query"], ["path"]) else loc)) or None
     return {
         "error": {
             "message": error.message,
