@@ -37,7 +37,8 @@ class ItemSpec:
 
     line: int
     custom_id: str
-    document_id: str
+    # None for a chat request, whose messages name their documents.
+    document_id: str | None
     task: str = "summarize"
     options: dict[str, Any] | None = None
 
@@ -83,8 +84,12 @@ def items_from_document_ids(
     return items
 
 
-def parse_jsonl(lines: Iterable[bytes]) -> list[ItemSpec | LineError]:
-    """Lines `{custom_id, document_id, task?, options?}`; blank lines are skipped, bad ones become errors."""
+def parse_jsonl(
+    lines: Iterable[bytes], item_of: Callable[[int, dict[str, Any]], ItemSpec | LineError] | None = None
+) -> list[ItemSpec | LineError]:
+    """JSON objects, one a line, each made an item by `item_of` (line number, object); by default docproc's
+    lines `{custom_id, document_id, task?, options?}`. Blank lines are skipped, bad ones become errors."""
+    item_of = item_of or _docproc_item
     parsed: list[ItemSpec | LineError] = []
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -101,18 +106,24 @@ def parse_jsonl(lines: Iterable[bytes]) -> list[ItemSpec | LineError]:
         if not isinstance(line, dict):
             parsed.append(LineError(number, None, "invalid_line", f"Line {number} is not a JSON object."))
             continue
-        custom_id = line.get("custom_id")
-        problem = _line_problem(line)
-        if problem:
-            # The refused line's custom_id is kept (and shown) only if it is a valid one.
-            known_id = custom_id if _valid_custom_id(custom_id) else None
-            parsed.append(LineError(number, known_id, "invalid_line", f"Line {number}: {problem}."))
-            continue
-        parsed.append(ItemSpec(number, custom_id, line["document_id"], line["task"], line["options"]))
+        parsed.append(item_of(number, line))
     return parsed
 
 
-def _valid_custom_id(custom_id: object) -> bool:
+def _docproc_item(number: int, line: dict[str, Any]) -> ItemSpec | LineError:
+    if problem := _line_problem(line):
+        return refused_line(number, line, problem)
+    return ItemSpec(number, line["custom_id"], line["document_id"], line["task"], line["options"])
+
+
+def refused_line(number: int, line: dict[str, Any], problem: str) -> LineError:
+    # The refused line's custom_id is kept (and shown) only if it is a valid one.
+    custom_id = line.get("custom_id")
+    known_id = custom_id if valid_custom_id(custom_id) else None
+    return LineError(number, known_id, "invalid_line", f"Line {number}: {problem}.")
+
+
+def valid_custom_id(custom_id: object) -> bool:
     return isinstance(custom_id, str) and 0 < len(custom_id) <= 256 and "\x00" not in custom_id
 
 
@@ -120,7 +131,7 @@ def _line_problem(line: dict[str, Any]) -> str | None:
     unknown = set(line) - {"custom_id", "document_id", "task", "options"}
     if unknown:
         return f"unknown fields {shorten(sorted(unknown))}"
-    if not _valid_custom_id(line.get("custom_id")):
+    if not valid_custom_id(line.get("custom_id")):
         return "custom_id must be a string of 1 to 256 characters, without NUL"
     if not isinstance(line.get("document_id"), str):
         return "document_id must be a string"
@@ -184,7 +195,7 @@ def enqueue_items(session: Session, batch: Batch, enqueue: Callable[[str], None]
     """
     session.commit()
     job_ids = list(
-        session.scalars(_items(batch.id).where(Job.status == JobStatus.queued).with_only_columns(Job.id))
+        session.scalars(batch_items(batch.id).where(Job.status == JobStatus.queued).with_only_columns(Job.id))
     )
     for sent, job_id in enumerate(job_ids):
         try:
@@ -203,7 +214,7 @@ def enqueue_items(session: Session, batch: Batch, enqueue: Callable[[str], None]
             ) from exc
 
 
-def _items(batch_id: str) -> Select:
+def batch_items(batch_id: str) -> Select:
     return select(Job).where(Job.batch_id == batch_id).order_by(Job.batch_line, Job.created_at, Job.id)
 
 
@@ -278,7 +289,7 @@ def cancel_batch(session: Session, owner: str | None, batch_id: str) -> Batch:
     if states(session, [batch])[batch.id].status in ("completed", "failed"):
         return batch
     # The items first, then the batch: the order in which a worker ending an item takes their locks.
-    unfinished = _items(batch.id).where(Job.status.in_([JobStatus.queued, JobStatus.running]))
+    unfinished = batch_items(batch.id).where(Job.status.in_([JobStatus.queued, JobStatus.running]))
     for job in list(session.scalars(unfinished.with_for_update())):
         service.stop_job(session, job)
     if batch.cancelling_at is None:
@@ -287,43 +298,66 @@ def cancel_batch(session: Session, owner: str | None, batch_id: str) -> Batch:
     return batch
 
 
-def result_lines(batch_id: str, page_size: int = 500) -> Iterator[bytes]:
-    """The results file, one JSON line per request (refused lines included) in input order.
+# A result line of one request: from its job and result, or from its refused input line ({line, custom_id,
+# code, message}); None leaves the request out (a file of failures only, say).
+ItemLine = Callable[[Job, Result | None], bytes | None]
+RefusedLine = Callable[[dict[str, Any]], bytes | None]
+
+
+def result_lines(
+    batch_id: str,
+    page_size: int = 500,
+    item_line: ItemLine | None = None,
+    refused_line: RefusedLine | None = None,
+) -> Iterator[bytes]:
+    """The results file, one JSON line per request (refused lines included) in input order; by default in
+    docproc's line format (`result_line`).
 
     Reads in pages with its own session, so that it can stream after the request's session is gone.
     """
+    item_line, refused_line = item_line or _item_line, refused_line or _refused_line
     with session_scope() as session:
         batch = session.get_one(Batch, batch_id)
         refused = [
-            (error["line"], result_line(_refused_id(error), None, None, "failed", None, error))
-            for error in sorted(batch.errors, key=itemgetter("line"))
+            (error["line"], refused_line(error)) for error in sorted(batch.errors, key=itemgetter("line"))
         ]
-        lines = heapq.merge(refused, _item_lines(session, batch_id, page_size), key=itemgetter(0))
-        yield from (line for _, line in lines)
+        items = (
+            (job.batch_line or 0, item_line(job, result))
+            for job, result in _item_rows(session, batch_id, page_size)
+        )
+        lines = heapq.merge(refused, items, key=itemgetter(0))
+        yield from (line for _, line in lines if line is not None)
 
 
-def _refused_id(error: dict[str, Any]) -> str:
+def _refused_line(error: dict[str, Any]) -> bytes:
+    return result_line(refused_id(error), None, None, "failed", None, error)
+
+
+def _item_line(job: Job, result: Result | None) -> bytes:
+    return result_line(
+        job.custom_id or job.id, job.id, job.document_id, job.status.value, result, _error(job)
+    )
+
+
+def refused_id(error: dict[str, Any]) -> str:
+    """A refused line's custom_id in results."""
     # A duplicate's custom_id names the earlier line's result: this line goes by its number instead.
     if error["custom_id"] and error["code"] != "duplicate_custom_id":
         return error["custom_id"]
     return f"line-{error['line']}"
 
 
-def _item_lines(session: Session, batch_id: str, page_size: int) -> Iterator[tuple[int, bytes]]:
+def _item_rows(session: Session, batch_id: str, page_size: int) -> Iterator[tuple[Job, Result | None]]:
     offset = 0
     while True:
         rows = session.execute(
-            _items(batch_id)
+            batch_items(batch_id)
             .add_columns(Result)
             .outerjoin(Result, Result.job_id == Job.id)
             .limit(page_size)
             .offset(offset)
         ).all()
-        for job, result in rows:
-            line = result_line(
-                job.custom_id or job.id, job.id, job.document_id, job.status.value, result, _error(job)
-            )
-            yield job.batch_line or 0, line
+        yield from rows
         if len(rows) < page_size:
             return
         offset += page_size

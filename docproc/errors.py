@@ -1,7 +1,8 @@
 """The one error root: every error a client sees has an HTTP status, a short snake_case code and a reason.
 
 Routes, services, ingestion and the CLI raise `ServiceError` (or a subclass); the API turns it into the one
-envelope `error_envelope` builds, the CLI into a one-line message.
+envelope `error_envelope` builds (on the OpenAI-compatible surface, /openai/v1, into OpenAI's shape, built by
+`openai_error_envelope`, so that OpenAI's SDKs raise their own exceptions), the CLI into a one-line message.
 """
 
 import itertools
@@ -67,3 +68,24 @@ def error_envelope(code: str, message: str, errors: list[dict[str, Any]] | None 
     if errors is not None:
         detail["errors"] = errors
     return {"detail": detail}
+
+
+# OpenAI's error `type` by HTTP status; others are "invalid_request_error" (4xx) or "server_error" (5xx).
+OPENAI_ERROR_TYPES = {401: "authentication_error", 403: "permission_error"}
+
+
+def openai_error_envelope(error: ServiceError) -> dict[str, Any]:
+    """The same error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}; `param` names the
+    first invalid field, if any."""
+    default_type = "server_error" if error.status >= 500 else "invalid_request_error"
+    # FastAPI's locations start with where the field was sent (body, query, path); OpenAI names the field.
+    loc = error.errors[0]["loc"] if error.errors else []
+    param = ".".join(map(str, loc[1:] if loc[:1] in (["body"], ["query"], ["path"]) else loc)) or None
+    return {
+        "error": {
+            "message": error.message,
+            "type": OPENAI_ERROR_TYPES.get(error.status, default_type),
+            "param": param,
+            "code": error.code,
+        }
+    }

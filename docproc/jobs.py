@@ -15,8 +15,10 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
 
 from docproc import metrics, webhooks
+from docproc.chat import ChatOptions
 from docproc.db import session_scope
 from docproc.engine import Engine, Stopped
 from docproc.ingestion import Page
@@ -27,6 +29,9 @@ from docproc.states import get_state_store
 from docproc.task_options import TASK_OPTIONS, TaskOptions
 from docproc.tasks import TASKS
 from docproc.tasks import Job as TaskJob
+
+# The options of every task a job may run: the public ones, and chat (the OpenAI-compatible API's).
+JOB_OPTIONS: dict[str, type[TaskOptions | ChatOptions]] = {**TASK_OPTIONS, "chat": ChatOptions}
 
 log = logging.getLogger(__name__)
 
@@ -187,17 +192,25 @@ def job_workspace(job_id: str, document_id: str) -> Workspace:
     return Workspace(get_settings().state_dir / "jobs" / job_id, document_id, get_state_store())
 
 
-def _load_job(job_id: str) -> tuple[str, TaskOptions, Workspace, list[Page]]:
+def _load_job(
+    job_id: str,
+) -> tuple[str, TaskOptions | ChatOptions, Workspace, list[Page], dict[str, list[Page]]]:
+    """The job's task, options, workspace, its document's pages and the pages of the documents its task
+    references (a chat's file parts)."""
     with session_scope() as session:
         job = session.get_one(Job, job_id)
-        rows = session.scalars(
-            select(DocumentPage)
-            .where(DocumentPage.document_id == job.document_id)
-            .order_by(DocumentPage.number)
-        )
-        pages = [Page(row.number, row.text) for row in rows]
-        options = TASK_OPTIONS[job.task].model_validate(job.options)
-        return job.task, options, job_workspace(job.id, job.document_id), pages
+        task = TASKS[job.task]
+        options = JOB_OPTIONS[job.task].model_validate(job.options)
+        documents = {document_id: _pages(session, document_id) for document_id in task.documents(options)}
+        workspace = job_workspace(job.id, job.document_id)
+        return job.task, options, workspace, _pages(session, job.document_id), documents
+
+
+def _pages(session: Session, document_id: str | None) -> list[Page]:
+    rows = session.scalars(
+        select(DocumentPage).where(DocumentPage.document_id == document_id).order_by(DocumentPage.number)
+    )
+    return [Page(row.number, row.text, row.source) for row in rows]
 
 
 def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
@@ -206,11 +219,16 @@ def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
     if not claim(job_id, settings.job_lease_s):
         log.info("job %s not claimed (finished, cancelled or running elsewhere)", job_id)
         return
+    with session_scope() as session:
+        task = session.get_one(Job, job_id).task
+    # The job's own files (checkpoints); the document's kept states stay.
+    workspace = job_workspace(job_id, document_id="")
     with JobRun(job_id, settings.job_lease_s, settings.cancel_poll_s) as run:
         try:
-            task, options, workspace, pages = _load_job(job_id)
+            task, options, workspace, pages, documents = _load_job(job_id)
             engine = engine_factory()
-            outcome = TASKS[task].run(engine, options, TaskJob(pages, run, workspace, settings))
+            job = TaskJob(pages, run, workspace, settings, documents)
+            outcome = TASKS[task].run(engine, options, job)
         except Stopped:  # between chunks (JobStopped) or inside the model
             if run.cancelled:
                 run.finish(JobStatus.cancelled)
@@ -236,6 +254,7 @@ def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
                 source_pages=outcome.source_pages,
                 method=outcome.method,
                 replaced_sentences=outcome.replaced_sentences,
+                finish_reason=outcome.finish_reason,
             ),
         )
         workspace.clear_job()

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -233,6 +234,8 @@ class Result(Base):
     # failed the faithfulness check (each replaced by a source sentence, or dropped). None: made before both.
     method: Mapped[str | None] = mapped_column(String(32))
     replaced_sentences: Mapped[int | None] = mapped_column(Integer)
+    # Chat answers: why the answer ended (stop, length).
+    finish_reason: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="result")
@@ -267,12 +270,34 @@ class Batch(Base):
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     # Told of the batch's end (docproc.webhooks); None: no webhook.
     webhook_url: Mapped[str | None] = mapped_column(String(WEBHOOK_URL_MAX))
+    # Batches made through the OpenAI-compatible API (docproc.openai_compat): what OpenAI's Batch shows.
+    endpoint: Mapped[str | None] = mapped_column(String(64))
+    input_file_id: Mapped[str | None] = mapped_column(String(40))
+    completion_window: Mapped[str | None] = mapped_column(String(16))
+    request_metadata: Mapped[dict[str, Any] | None] = mapped_column()
 
     webhook: Mapped["WebhookDelivery | None"] = relationship(viewonly=True)
 
     @property
     def webhook_state(self) -> "WebhookDelivery | None":
         return webhook_state(self.webhook_url, self.webhook)
+
+
+class StoredFile(Base):
+    """A file uploaded through the OpenAI-compatible API with purpose `batch`: a batch's JSONL input.
+
+    Files with purpose `user_data` become documents instead.
+    """
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("file"))
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(512))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class IdempotencyKey(Base):

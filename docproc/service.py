@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from docproc import metrics, webhooks
+from docproc.chat import ChatOptions
 from docproc.db import session_scope
 from docproc.engine import get_tokenizer
 from docproc.engine.base import PAGE_SEPARATOR
@@ -30,6 +31,7 @@ from docproc.storage import (
     stage_upload,
     stale_files,
 )
+from docproc.task_options import validated as checked
 from docproc.task_options import validated_options
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,13 @@ def expiry() -> datetime | None:
 
 def not_found(kind: str, item_id: str) -> ServiceError:
     return ServiceError(404, "not_found", f"No {kind} with id {shorten(item_id)}.")
+
+
+def checked_filename(filename: str | None) -> str:
+    """An uploaded file's name as given ("upload" if none); NUL is refused (PostgreSQL cannot store it)."""
+    if filename and "\x00" in filename:
+        raise ServiceError(422, "invalid_filename", "The file name must not contain NUL characters.")
+    return filename or "upload"
 
 
 def add_document(
@@ -361,6 +370,24 @@ def create_job(
         options=validated_options(task, options),
         expires_at=expiry(),
         webhook_url=webhook_url,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def create_chat_job(session: Session, owner: str | None, options: dict) -> Job:
+    """A chat job (the OpenAI-compatible API) on the documents its messages reference; the job's document is
+    the first of them, if any."""
+    validated = checked(ChatOptions, options)
+    for referenced in validated.document_ids:
+        get_document(session, owner, referenced)
+    job = Job(
+        owner=owner,
+        document_id=next(iter(validated.document_ids), None),
+        task="chat",
+        options=validated.model_dump(mode="json", exclude_none=True),
+        expires_at=expiry(),
     )
     session.add(job)
     session.flush()

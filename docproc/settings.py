@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     passages_per_question: int = Field(8, ge=1, le=100)
     # Ask and extract: tokens the answer may take (the JSON of an extract included).
     max_answer_tokens: int = Field(512, ge=16)
+    # Chat answers (the OpenAI-compatible API) without max_tokens stop at this many tokens, or at the
+    # context's end if sooner.
+    chat_max_tokens: int = Field(4096, ge=1)
+    # A chat completion request waits this long for its job, then cancels it and answers 504.
+    chat_wait_timeout_s: float = Field(600.0, gt=0)
+    # A waiting chat completion request reads its job's status (one primary-key SELECT) this often.
+    chat_poll_s: float = Field(0.2, gt=0)
 
     # A running job's lease: the worker renews it every lease_s / 3; an expired lease means the worker died.
     job_lease_s: float = 60.0

@@ -5,12 +5,14 @@ never loads torch); the worker turns them into sampling and prompts (docproc.tas
 """
 
 import json
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from docproc.errors import ServiceError, describe, field_errors, shorten
 from docproc.settings import get_settings
+
+Model = TypeVar("Model", bound=BaseModel)
 
 Method = Literal["auto", "extract_compress", "extractive", "abstractive"]
 TaskName = Literal["summarize", "ask", "extract"]
@@ -139,11 +141,15 @@ def validated_options(task: str, options: dict) -> dict:
         raise ServiceError(
             422, "unknown_task", f"Unknown task {shorten(task)}; known: {', '.join(TASK_OPTIONS)}."
         )
+    return validated(TASK_OPTIONS[task], options).model_dump(exclude_none=True)
+
+
+def validated(model: type[Model], options: dict) -> Model:
+    """Options validated by their model: 422 invalid_options, naming each bad field, otherwise."""
     try:
-        validated = TASK_OPTIONS[task].model_validate(options)
+        return model.model_validate(options)
     except ValidationError as exc:
         errors = field_errors(exc.errors())
         raise ServiceError(
             422, "invalid_options", f"Invalid options: {describe(errors)}.", errors=errors
         ) from exc
-    return validated.model_dump(exclude_none=True)

@@ -13,12 +13,13 @@ import json
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import jsonschema
 
+from docproc.chat import ChatOptions, chat
 from docproc.engine import Engine, Generation
 from docproc.engine.base import StreamingEngine
 from docproc.ingestion import Page
@@ -90,6 +91,8 @@ class Job:
     progress: ProgressReporter
     workspace: Workspace
     settings: Settings
+    # The pages of the documents the task references by id (`Task.documents`: a chat's file parts).
+    documents: Mapping[str, Sequence[Page]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,15 @@ class Outcome:
     dropped_quotes: int | None = None
     method: str | None = None
     replaced_sentences: int | None = None
+    # chat: why the answer ended (stop or length), as OpenAI reports it.
+    finish_reason: str | None = None
 
 
 class Task(ABC, Generic[AnyOptions]):
+    def documents(self, options: AnyOptions) -> list[str]:
+        """Ids of the documents, besides the job's own, whose pages the task reads (`Job.documents`)."""
+        return []
+
     def run(self, engine: Engine, options: AnyOptions, job: Job) -> Outcome:
         if isinstance(engine, StreamingEngine):
             return self.on_stream(engine, options, job)
@@ -336,7 +345,30 @@ class Extract(DocumentQuestion[ExtractOptions]):
         )
 
 
-TASKS: dict[str, Task[Any]] = {"summarize": Summarize(), "ask": Ask(), "extract": Extract()}
+class Chat(Task[ChatOptions]):
+    """OpenAI-compatible chat completions (docproc.openai_compat): the conversation, with the documents its
+    file parts reference in the prompt, answered as a chat by either kind of engine."""
+
+    def documents(self, options: ChatOptions) -> list[str]:
+        return options.document_ids
+
+    def on_stream(self, engine: StreamingEngine, options: ChatOptions, job: Job) -> Outcome:
+        return self.on_chat(engine, options, job)
+
+    def on_chat(self, engine: Engine, options: ChatOptions, job: Job) -> Outcome:
+        answer = chat(engine, options, job.documents, job.settings.chat_max_tokens, job.progress.stop)
+        return Outcome(
+            thinking=None,
+            input_tokens=answer.input_tokens,
+            output_tokens=answer.output_tokens,
+            source_pages=[],
+            cached_tokens=answer.cached_tokens,
+            summary=answer.text,
+            finish_reason=answer.finish_reason,
+        )
+
+
+TASKS: dict[str, Task[Any]] = {"summarize": Summarize(), "ask": Ask(), "extract": Extract(), "chat": Chat()}
 
 
 def normalized(text: str) -> str:

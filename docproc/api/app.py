@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from docproc import service, webui
 from docproc.api.idempotency import IdempotentSubmits
 from docproc.api.middleware import ApiKeyAuth, RequestLimits, UploadRate, error_response
-from docproc.api.routes import batches, documents, jobs
+from docproc.api.routes import batches, documents, jobs, openai_compat
 from docproc.engine import get_tokenizer
 from docproc.errors import ECHO_CHARS, ServiceError, describe, field_errors
 from docproc.metrics import SharedCollector
@@ -51,35 +51,41 @@ def create_app() -> FastAPI:
     app.include_router(documents.router)
     app.include_router(jobs.router)
     app.include_router(batches.router)
+    app.include_router(openai_compat.router)
     webui.mount(app)  # the web page at /, its assets under /ui
 
     # Every error a client sees has the one envelope: the service's own, FastAPI's validation errors,
     # Starlette's 404/405, and anything unexpected.
     @app.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = field_errors(exc.errors())
         return error_response(
-            ServiceError(422, "invalid_request", f"Invalid request: {describe(errors)}.", errors=errors)
+            ServiceError(422, "invalid_request", f"Invalid request: {describe(errors)}.", errors=errors),
+            request.url.path,
         )
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         # Starlette's and FastAPI's own: 404/405 for routes, 400 for a body that cannot be parsed.
         phrase = HTTPStatus(exc.status_code).phrase
         code = phrase.lower().replace(" ", "_").replace("-", "_")
         message = str(exc.detail)[: 4 * ECHO_CHARS] if exc.detail != phrase else f"{phrase}."
-        return error_response(ServiceError(exc.status_code, code, message, headers=exc.headers))
+        return error_response(
+            ServiceError(exc.status_code, code, message, headers=exc.headers), request.url.path
+        )
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         # Starlette re-raises the exception after this answer, so the server logs its traceback too.
         log.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
         message = "The server failed to handle the request; it has been logged."
-        return error_response(ServiceError(500, "internal_error", message, headers={"Connection": "close"}))
+        return error_response(
+            ServiceError(500, "internal_error", message, headers={"Connection": "close"}), request.url.path
+        )
 
     @app.get("/healthz", tags=["health"])
     def health() -> dict[str, str]:

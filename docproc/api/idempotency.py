@@ -36,7 +36,7 @@ class IdempotentSubmits:
         try:
             idempotency.check_key(key)
         except ServiceError as exc:
-            return await error_response(exc)(scope, receive, send)
+            return await error_response(exc, scope["path"])(scope, receive, send)
         content_type = (header(scope, b"content-type") or b"").decode("latin-1")
         fingerprint = idempotency.Fingerprint(scope["method"], scope["path"], content_type)
         with tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY_BYTES) as spool:
@@ -54,7 +54,7 @@ class IdempotentSubmits:
             try:
                 claim = await self._claim(owner, key, fingerprint.hexdigest())
             except ServiceError as exc:
-                return await error_response(exc)(scope, receive, send)
+                return await error_response(exc, scope["path"])(scope, receive, send)
             if isinstance(claim, idempotency.StoredResponse):
                 return await _replay(claim, send)
             await self._run(scope, _replaying(spool, receive), send, owner, key)

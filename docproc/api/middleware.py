@@ -10,15 +10,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docproc import quotas
 from docproc.api.deps import owner_for
-from docproc.errors import ServiceError, error_envelope
+from docproc.errors import ServiceError, error_envelope, openai_error_envelope
+
+# Paths of the OpenAI-compatible API: its errors take OpenAI's shape.
+OPENAI_PREFIX = "/openai/v1"
 
 
-def error_response(error: ServiceError) -> JSONResponse:
-    return JSONResponse(
-        error_envelope(error.code, error.message, error.errors),
-        status_code=error.status,
-        headers=error.headers,
+def error_response(error: ServiceError, path: str) -> JSONResponse:
+    """The error's response, in the envelope of the surface the request went to."""
+    on_openai = (path + "/").startswith(OPENAI_PREFIX + "/")
+    body = (
+        openai_error_envelope(error) if on_openai else error_envelope(error.code, error.message, error.errors)
     )
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -26,18 +30,18 @@ def header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class ApiKeyAuth:
-    """The one place API keys are checked: a /v1 request without a valid key is answered 401 before its body
-    is read; a valid key's owner goes into the request's state."""
+    """The one place API keys are checked: a /v1 or /openai/v1 request without a valid key is answered 401
+    before its body is read; a valid key's owner goes into the request's state."""
 
     def __init__(self, app: ASGIApp, keys: list[str]) -> None:
         self.app, self.keys = app, keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (scope["path"] + "/").startswith("/v1/"):
+        if scope["type"] == "http" and (scope["path"] + "/").startswith(("/v1/", OPENAI_PREFIX + "/")):
             try:
                 owner = owner_for(header(scope, b"authorization"), self.keys)
             except ServiceError as exc:
-                return await error_response(exc)(scope, receive, send)
+                return await error_response(exc, scope["path"])(scope, receive, send)
             scope.setdefault("state", {})["owner"] = owner  # request.state.owner, for deps.get_owner
         await self.app(scope, receive, send)
 
@@ -57,7 +61,7 @@ class UploadRate:
             try:
                 await run_in_threadpool(quotas.take_upload, scope.get("state", {}).get("owner"))
             except ServiceError as exc:
-                return await error_response(exc)(scope, receive, send)
+                return await error_response(exc, scope["path"])(scope, receive, send)
         await self.app(scope, receive, send)
 
 
@@ -93,10 +97,10 @@ class RequestLimits:
         head_bytes = len(scope.get("raw_path") or b"") + len(scope["query_string"])
         head_bytes += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
         if head_bytes > self.max_header_bytes:
-            return await error_response(self._headers_too_large())(scope, receive, send)
+            return await error_response(self._headers_too_large(), scope["path"])(scope, receive, send)
         declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await error_response(self._too_large())(scope, receive, send)
+            return await error_response(self._too_large(), scope["path"])(scope, receive, send)
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         received = 0
         body_done = response_started = False
@@ -132,4 +136,4 @@ class RequestLimits:
             if refusal is None:
                 raise
         if refusal is not None and not response_started:
-            await error_response(refusal)(scope, receive, send)
+            await error_response(refusal, scope["path"])(scope, receive, send)

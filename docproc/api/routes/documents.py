@@ -38,9 +38,7 @@ def upload_document(
         Form(description="OCR pages without a text layer (auto), every page (force) or none (off)."),
     ] = OcrMode.auto,
 ) -> DocumentOut:
-    filename = file.filename or "upload"
-    if "\x00" in filename:  # PostgreSQL cannot store it
-        raise service.ServiceError(422, "invalid_filename", "The file name must not contain NUL characters.")
+    filename = service.checked_filename(file.filename)
     document, created = service.add_document(session, owner, filename, file.file, password, ocr)
     if not created:
         response.status_code = status.HTTP_200_OK

@@ -3,6 +3,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse
 
 from docproc import service, webhooks
@@ -36,16 +37,21 @@ def _submit(body: JobIn, owner: str | None) -> JobOut:
     with session_scope() as session:
         service.check_active_jobs_quota(session, owner)
         job = service.create_job(session, owner, body.document_id, body.task, body.options, webhook_url)
-        session.commit()  # the worker must find the job when the message arrives
-        try:
-            enqueue_job(job.id)
-        except Exception as exc:  # the broker is down: say so rather than leave a job nobody will run
-            # The broker's error names hosts and socket paths: logged here, not told to the client.
-            log.exception("job %s could not be queued", job.id)
-            service.fail_unqueued(session, job, "the queue is unavailable")
-            session.commit()
-            raise service.ServiceError(503, "queue_unavailable", job.error_message or "") from exc
+        queue_job(session, job)
         return JobOut.model_validate(job)
+
+
+def queue_job(session: Session, job: Job) -> None:
+    """Commit the new job and send it to the queue; 503 (and the job failed) if the broker is down."""
+    session.commit()  # the worker must find the job when the message arrives
+    try:
+        enqueue_job(job.id)
+    except Exception as exc:  # the broker is down: say so rather than leave a job nobody will run
+        # The broker's error names hosts and socket paths: logged here, not told to the client.
+        log.exception("job %s could not be queued", job.id)
+        service.fail_unqueued(session, job, "the queue is unavailable")
+        session.commit()
+        raise service.ServiceError(503, "queue_unavailable", job.error_message or "") from exc
 
 
 @router.get("", response_model=Page[JobOut])
