@@ -98,9 +98,8 @@ class ModelArgs:
             hf = {**hf["text_config"], **({"eos_token_id": eos} if eos is not None else {})}
             model_type = hf.get("model_type")
         if model_type not in SUPPORTED_MODEL_TYPES:
-            raise ValueError(
-                f"unsupported model_type {model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
-            )
+            supported = ", ".join(SUPPORTED_MODEL_TYPES + QWEN3_5_MULTIMODAL)
+            raise ValueError(f"unsupported model_type {model_type!r} (supported: {supported})")
         names = {f.name for f in cls.__dataclass_fields__.values()}
         args: dict[str, Any] = {k: v for k, v in hf.items() if k in names and v is not None}
         args.pop("eos_token_ids", None)

@@ -29,7 +29,7 @@ def test_cli_prints_the_plan_per_device(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"model_type": "llama"}, "expected model_type 'qwen3_next'"),
+        ({"model_type": "llama"}, "unsupported model_type 'llama'"),
         (QWEN3_NEXT_80B, "at most one device per layer"),
     ],
 )
