@@ -183,7 +183,11 @@ def chat(
         )
     budget = options.max_tokens or min(max_tokens, room)
     generation = engine.generate(
-        messages, max_new_tokens=budget, sampling=options.sampling(engine.default_sampling), stop=stop
+        messages,
+        max_new_tokens=budget,
+        sampling=options.sampling(engine.default_sampling),
+        stop=stop,
+        json_schema=_constraint(options.response_format),
     )
     text = _cut_at_stop(generation.text, options.stop)
     cut = text != generation.text
@@ -224,12 +228,19 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def _conforming_json(text: str, response_format: ResponseFormat) -> str:
-    """The answer as JSON that satisfies the requested format, or a `ChatError` saying why not.
+def _constraint(response_format: ResponseFormat | None) -> dict[str, Any] | None:
+    """The JSON Schema the engine's constrained decoding follows (docproc.engine.grammar; a remote engine's
+    `response_format`): any object for json_object, the caller's schema for json_schema."""
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.json_schema is None:
+        return {"type": "object"}
+    return response_format.json_schema.json_schema
 
-    The one place structured output is enforced: constrained decoding, where an engine offers it, replaces
-    this after-the-fact check (the answer then always conforms).
-    """
+
+def _conforming_json(text: str, response_format: ResponseFormat) -> str:
+    """The answer as JSON that satisfies the requested format, or a `ChatError` saying why not: decoding is
+    constrained by the schema, so this catches only an answer cut short by max_tokens."""
     import jsonschema
 
     if fenced := _FENCED.match(text):
