@@ -22,6 +22,7 @@ import jsonschema
 from docproc.chat import ChatOptions, chat
 from docproc.engine import Engine, Generation
 from docproc.engine.base import StreamingEngine
+from docproc.extractive import split_sentences, supporting_sentence
 from docproc.ingestion import Page
 from docproc.pipeline import (
     PROMPT_RESERVE_TOKENS,
@@ -212,7 +213,7 @@ class DocumentQuestion(Task[Options]):
             )
         answered.cached_tokens = read.cached_tokens
         answered.source_pages = page_ranges([(page.number, page.number) for page in job.pages])
-        return self._checked(answered, job.pages)
+        return self._checked(answered, options, job.pages, job.pages)
 
     def on_chat(self, engine: Engine, options: Options, job: Job) -> Outcome:
         max_new_tokens = job.settings.max_answer_tokens
@@ -246,7 +247,7 @@ class DocumentQuestion(Task[Options]):
         )
         job.progress.advanced(tokens)
         answered.source_pages = page_ranges([(page.number, page.number) for page in pages])
-        return self._checked(answered, job.pages)
+        return self._checked(answered, options, job.pages, pages)
 
     def _answer_in_json(
         self, generate: Callable[[dict[str, Any]], Generation], schema: dict[str, Any]
@@ -272,8 +273,19 @@ class DocumentQuestion(Task[Options]):
             f"Raw output: {generation.text[:RAW_OUTPUT_CHARS]}"
         )
 
-    def _checked(self, answered: Answered, pages: Sequence[Page]) -> Outcome:
+    def supported_text(self, answered: Answered, options: Options) -> str | None:
+        """What a citation must bear out when the model gave none that holds (None: no fallback)."""
+        return None
+
+    def _checked(
+        self, answered: Answered, options: Options, pages: Sequence[Page], shown: Sequence[Page]
+    ) -> Outcome:
+        """Citations kept only where their quote is on the page they name. When none is, a small model's
+        usual failure, the sentence of what it was shown (`shown`) that bears out the answer is cited."""
         citations, dropped = checked_citations(answered.value.get("citations", []), pages)
+        text = None if citations else self.supported_text(answered, options)
+        if text and (sentence := supporting_sentence(text, split_sentences(shown))) is not None:
+            citations, _ = checked_citations([{"page": sentence.page, "quote": sentence.text}], pages)
         return self.outcome(answered, citations, dropped)
 
 
@@ -287,6 +299,9 @@ class Ask(DocumentQuestion[AskOptions]):
 
     def query(self, options: AskOptions) -> str:
         return options.question
+
+    def supported_text(self, answered: Answered, options: AskOptions) -> str | None:
+        return answered.value["answer"] if options.max_citations else None
 
     def output_schema(self, options: AskOptions) -> dict[str, Any]:
         return {

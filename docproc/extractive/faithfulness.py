@@ -83,6 +83,18 @@ class _Sources:
         return self.sentences[-best] if shared >= MIN_SHARED_WORDS else None
 
 
+def supporting_sentence(text: str, sources: Sequence[Sentence]) -> Sentence | None:
+    """The source sentence that best bears out a short text (an answer): among those holding all its figures,
+    the one sharing most of its content words; None when no sentence holds its figures or, without figures,
+    none shares enough words."""
+    wanted = figures(text)
+    holding = [sentence for sentence in sources if wanted <= figures(sentence.text)]
+    if not wanted or not holding:
+        return None if wanted else _Sources(sources).closest(text)
+    stems = _content_stems(text)
+    return max(holding, key=lambda sentence: len(stems & _content_stems(sentence.text)))
+
+
 def check_faithfulness(generated: str, sources: Sequence[Sentence], min_word_support: float) -> Checked:
     """The generated text's finished sentences, each supported by the sources or replaced by one of them."""
     checked: list[str] = []

@@ -1,6 +1,6 @@
 """The faithfulness check and the cut to length, without a model."""
 
-from docproc.extractive import check_faithfulness, fit_to_length, split_sentences
+from docproc.extractive import check_faithfulness, fit_to_length, split_sentences, supporting_sentence
 from docproc.ingestion import Page
 
 SOURCE = split_sentences(
@@ -55,3 +55,20 @@ def test_a_name_must_occur_with_its_capitals() -> None:
     source = split_sentences([Page(1, "The new solar park opened in May beside the old tram depot.")])
     checked = check_faithfulness("The Solar Park opened in May beside the tram depot.", source, 0.6)
     assert checked.replaced == 1 and checked.sentences == [source[0].text]
+
+
+def test_the_sentence_an_answer_rests_on_holds_its_figures() -> None:
+    sources = split_sentences(
+        [
+            Page(1, "The cooperative met in May. Its members approved the budget of 120,000 euros."),
+            Page(2, "The secret vault code of the cooperative is 7431. The vault is in the cellar."),
+        ]
+    )
+    found = supporting_sentence("The code is 7431.", sources)
+    assert found is not None and (found.page, found.text) == (
+        2,
+        "The secret vault code of the cooperative is 7431.",
+    )
+    by_words = supporting_sentence("Members approved the cooperative budget.", sources)
+    assert by_words is not None and by_words.page == 1 and "budget" in by_words.text
+    assert supporting_sentence("The code is 9999.", sources) is None
