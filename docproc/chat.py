@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from docproc.engine import Engine
+from docproc.engine import Engine, Generation
 from docproc.errors import ServiceError, shorten
 from docproc.ingestion import Page
 
@@ -187,16 +187,49 @@ def chat(
         max_new_tokens=budget,
         sampling=options.sampling(engine.default_sampling),
         stop=stop,
-        json_schema=_constraint(options.response_format),
+        json_schema=json_constraint(options.response_format),
     )
+    return finished_answer(engine, options, generation, budget, cached_tokens=0)
+
+
+def finished_answer(
+    engine: Engine, options: ChatOptions, generation: Generation, budget: int, cached_tokens: int
+) -> ChatAnswer:
+    """The generation as the chat's answer: cut at the first stop sequence, checked against the response
+    format, with why it ended."""
     text = _cut_at_stop(generation.text, options.stop)
     cut = text != generation.text
     finish_reason: FinishReason = "length" if not cut and generation.output_tokens >= budget else "stop"
     output_tokens = engine.count_tokens(text) if cut else generation.output_tokens
     if options.response_format is not None and options.response_format.type != "text":
         text = _conforming_json(text, options.response_format)
-    # Engines that keep a document's read state (the streaming engine) report the tokens they reused here.
-    return ChatAnswer(text, generation.input_tokens, output_tokens, 0, finish_reason)
+    return ChatAnswer(text, generation.input_tokens, output_tokens, cached_tokens, finish_reason)
+
+
+def instruction_after(options: ChatOptions, document_id: str) -> str:
+    """The conversation as one instruction that follows the document it references: what a streaming engine
+    reads after the document's kept state. The document's own part is left out; a lone user message is its
+    text, longer conversations name each message's role."""
+    texts = [
+        (message.role, _text_without(message, document_id))
+        for message in options.messages
+        if _text_without(message, document_id)
+    ]
+    if options.response_format is not None and options.response_format.type != "text":
+        texts.insert(0, ("system", _json_instruction(options.response_format)))
+    if len(texts) == 1 and texts[0][0] == "user":
+        return texts[0][1]
+    return "\n\n".join(f"{role}: {text}" for role, text in texts)
+
+
+def _text_without(message: ChatMessage, document_id: str) -> str:
+    if isinstance(message.content, str):
+        return message.content
+    return "\n\n".join(
+        part.text if isinstance(part, TextPart) else f"[document {part.file.file_id}]"
+        for part in message.content
+        if not (isinstance(part, FilePart) and part.file.file_id == document_id)
+    ).strip()
 
 
 def _flattened(message: ChatMessage, documents: Mapping[str, Sequence[Page]]) -> dict[str, str]:
@@ -228,7 +261,7 @@ def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
-def _constraint(response_format: ResponseFormat | None) -> dict[str, Any] | None:
+def json_constraint(response_format: ResponseFormat | None) -> dict[str, Any] | None:
     """The JSON Schema the engine's constrained decoding follows (docproc.engine.grammar; a remote engine's
     `response_format`): any object for json_object, the caller's schema for json_schema."""
     if response_format is None or response_format.type == "text":

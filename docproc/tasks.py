@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 import jsonschema
 
-from docproc.chat import ChatOptions, chat
+from docproc.chat import ChatAnswer, ChatOptions, chat, finished_answer, instruction_after, json_constraint
 from docproc.engine import Engine, Generation
 from docproc.engine.base import StreamingEngine
 from docproc.extractive import split_sentences, supporting_sentence
@@ -368,10 +368,38 @@ class Chat(Task[ChatOptions]):
         return options.document_ids
 
     def on_stream(self, engine: StreamingEngine, options: ChatOptions, job: Job) -> Outcome:
-        return self.on_chat(engine, options, job)
+        """A conversation about one document continues from the document's state, read once and kept like
+        every task's (a document asked about or summarized before is not read again)."""
+        if len(options.document_ids) != 1:
+            return self.on_chat(engine, options, job)
+        (document_id,) = options.document_ids
+        with read_document(
+            engine,
+            job.documents[document_id],
+            instruction_after(options, document_id),
+            None,
+            job.progress,
+            job.workspace,
+            job.settings.chunk_tokens,
+            job.settings.checkpoint_every_tokens,
+        ) as read:
+            budget = options.max_tokens or job.settings.chat_max_tokens
+            generation = engine.answer(
+                read.state,
+                read.suffix,
+                budget,
+                options.sampling(engine.default_sampling),
+                job.progress.stop,
+                json_constraint(options.response_format),
+            )
+        return self._outcome(finished_answer(engine, options, generation, budget, read.cached_tokens))
 
     def on_chat(self, engine: Engine, options: ChatOptions, job: Job) -> Outcome:
         answer = chat(engine, options, job.documents, job.settings.chat_max_tokens, job.progress.stop)
+        return self._outcome(answer)
+
+    @staticmethod
+    def _outcome(answer: ChatAnswer) -> Outcome:
         return Outcome(
             thinking=None,
             input_tokens=answer.input_tokens,

@@ -1,11 +1,13 @@
 """Tasks over the streaming engine: the first task of any kind on a document leaves its state, and every
 later one continues from it without reading the document again. Citations are kept only where they occur."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from docproc.chat import ChatOptions
 from docproc.engine.hybrid import HybridEngine
 from docproc.ingestion import Page
 from docproc.pipeline import ProgressReporter, Workspace
@@ -17,6 +19,7 @@ from tests.docproc.conftest import StoreFactory, add_documents
 
 LONG_TEXT = Path("/usr/share/common-licenses/GPL-3").read_text()
 PAGES = [Page(number, LONG_TEXT[i : i + 3000]) for number, i in enumerate(range(0, 9000, 3000), start=1)]
+DOCUMENT_PART = {"type": "file", "file": {"file_id": "doc_a"}}
 SCHEMA = {
     "type": "object",
     "properties": {
@@ -48,9 +51,16 @@ def test_a_document_is_read_once_for_every_task(
     extract = TASKS["extract"].run(
         engine, ExtractOptions.model_validate({"schema": SCHEMA, "max_citations": 0}), job
     )
-    # Neither read the document again: the engine's counter did not move, and both report it as cached.
+    # A chat completion (the OpenAI-compatible API) that references the document by its id.
+    question = {"type": "text", "text": "Who may copy it?"}
+    chat_options = ChatOptions.model_validate(
+        {"messages": [{"role": "user", "content": [DOCUMENT_PART, question]}], "max_tokens": 8}
+    )
+    chat = TASKS["chat"].run(engine, chat_options, replace(job, documents={"doc_a": PAGES}))
+    # None read the document again: the engine's counter did not move, and each reports it as cached.
     assert engine.tokens_read - read_before == document_tokens
-    assert ask.cached_tokens == extract.cached_tokens == document_tokens
+    assert ask.cached_tokens == extract.cached_tokens == chat.cached_tokens == document_tokens
+    assert chat.summary is not None and chat.finish_reason in ("stop", "length")
     assert ask.input_tokens > document_tokens and isinstance(ask.answer, str)
     # Random weights, valid output all the same: the grammar masks every token.
     jsonschema.validate(extract.data, SCHEMA)
