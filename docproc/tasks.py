@@ -37,7 +37,7 @@ from docproc.pipeline import (
     summarize,
 )
 from docproc.retrieval import PassageIndex, document_index
-from docproc.settings import Settings
+from docproc.settings import Settings, get_settings
 from docproc.task_options import AskOptions, CitingOptions, ExtractOptions, SummarizeOptions, TaskOptions
 
 log = logging.getLogger(__name__)
@@ -340,9 +340,13 @@ class Extract(DocumentQuestion[ExtractOptions]):
         return " ".join([options.instructions or "", *_schema_words(options.json_schema)])
 
     def output_schema(self, options: ExtractOptions) -> dict[str, Any]:
+        settings = get_settings()
+        data = bounded(
+            options.json_schema, settings.extract_string_max_chars, settings.extract_array_max_items
+        )
         return {
             "type": "object",
-            "properties": {"data": options.json_schema, "citations": citations_schema(options.max_citations)},
+            "properties": {"data": data, "citations": citations_schema(options.max_citations)},
             "required": ["data", "citations"],
             "additionalProperties": False,
         }
@@ -412,6 +416,27 @@ class Chat(Task[ChatOptions]):
 
 
 TASKS: dict[str, Task[Any]] = {"summarize": Summarize(), "ask": Ask(), "extract": Extract(), "chat": Chat()}
+
+
+def bounded(schema: Any, max_chars: int, max_items: int) -> Any:
+    """The schema with a length on every string and array that sets none, so that constrained decoding always
+    closes them within the answer's tokens; whatever satisfies it satisfies the caller's schema."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {
+            name: bounded(s, max_chars, max_items) for name, s in schema["properties"].items()
+        }
+    if isinstance(schema.get("items"), dict):
+        out["items"] = bounded(schema["items"], max_chars, max_items)
+    types = schema.get("type")
+    types = types if isinstance(types, list) else [types]
+    if "string" in types and "enum" not in schema:
+        out.setdefault("maxLength", max_chars)
+    if "array" in types:
+        out.setdefault("maxItems", max_items)
+    return out
 
 
 def normalized(text: str) -> str:

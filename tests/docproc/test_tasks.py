@@ -13,7 +13,7 @@ from docproc.ingestion import Page
 from docproc.pipeline import ProgressReporter, Workspace
 from docproc.settings import get_settings
 from docproc.task_options import AskOptions, ExtractOptions, SummarizeOptions
-from docproc.tasks import TASKS, Job, checked_citations
+from docproc.tasks import TASKS, Job, bounded, checked_citations
 from model.testing import make_random_checkpoint
 from tests.docproc.conftest import StoreFactory, add_documents
 
@@ -81,3 +81,22 @@ def test_quotes_are_kept_only_on_the_page_they_name() -> None:
     )
     assert citations == [{"page": 1, "quote": "the plant PRODUCED 4,200 kWh"}]
     assert dropped == 4
+
+
+def test_extract_schemas_get_lengths_where_they_set_none() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "code": {"type": "string", "maxLength": 4},
+            "kind": {"type": "string", "enum": ["a", "b"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    out = bounded(schema, 50, 3)
+    properties = out["properties"]
+    assert properties["name"]["maxLength"] == 50 and properties["code"]["maxLength"] == 4
+    assert "maxLength" not in properties["kind"]
+    assert properties["tags"]["maxItems"] == 3 and properties["tags"]["items"]["maxLength"] == 50
+    assert "maxLength" not in schema["properties"]["name"]  # the caller's schema is left as it was
+    jsonschema.validate({"name": "x" * 50, "tags": ["a"]}, out)
