@@ -107,8 +107,8 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(512, ge=16)
     # Extract: strings and arrays of the caller's schema that set no maxLength / maxItems get these, so that a
     # model repeating itself inside a string still closes the JSON within max_answer_tokens.
-    extract_string_max_chars: int = Field(300, ge=1)
-    extract_array_max_items: int = Field(20, ge=1)
+    extract_string_max_chars: int = Field(80, ge=1)
+    extract_array_max_items: int = Field(10, ge=1)
     # Chat answers (the OpenAI-compatible API) without max_tokens stop at this many tokens, or at the
     # context's end if sooner.
     chat_max_tokens: int = Field(4096, ge=1)
