@@ -174,7 +174,10 @@ def create_batch(
             errors.append(LineError(item.line, item.custom_id, "duplicate_custom_id", message))
             continue
         try:
-            job = service.create_job(session, owner, item.document_id, item.task, item.options or {})
+            if item.task == "chat":  # the OpenAI-compatible batches: the documents are in the messages
+                job = service.create_chat_job(session, owner, item.options or {})
+            else:
+                job = service.create_job(session, owner, item.document_id, item.task, item.options or {})
         except service.ServiceError as exc:
             errors.append(LineError(item.line, item.custom_id, exc.code, f"Line {item.line}: {exc.message}"))
             continue

@@ -419,8 +419,10 @@ TASKS: dict[str, Task[Any]] = {"summarize": Summarize(), "ask": Ask(), "extract"
 
 
 def bounded(schema: Any, max_chars: int, max_items: int) -> Any:
-    """The schema with a length on every string and array that sets none, so that constrained decoding always
-    closes them within the answer's tokens; whatever satisfies it satisfies the caller's schema."""
+    """The schema with a length on every string and array that sets none, and no keys beyond the properties of
+    objects that allow others, so that constrained decoding always closes the JSON within the answer's tokens
+    (a small model otherwise invents keys or repeats itself without end); whatever satisfies it satisfies the
+    caller's schema."""
     if not isinstance(schema, dict):
         return schema
     out = dict(schema)
@@ -436,6 +438,8 @@ def bounded(schema: Any, max_chars: int, max_items: int) -> Any:
         out.setdefault("maxLength", max_chars)
     if "array" in types:
         out.setdefault("maxItems", max_items)
+    if "object" in types:  # no keys beyond the schema's (they are allowed, never needed)
+        out.setdefault("additionalProperties", False)
     return out
 
 

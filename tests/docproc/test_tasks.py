@@ -98,5 +98,6 @@ def test_extract_schemas_get_lengths_where_they_set_none() -> None:
     assert properties["name"]["maxLength"] == 50 and properties["code"]["maxLength"] == 4
     assert "maxLength" not in properties["kind"]
     assert properties["tags"]["maxItems"] == 3 and properties["tags"]["items"]["maxLength"] == 50
+    assert out["additionalProperties"] is False
     assert "maxLength" not in schema["properties"]["name"]  # the caller's schema is left as it was
     jsonschema.validate({"name": "x" * 50, "tags": ["a"]}, out)
