@@ -104,10 +104,10 @@ class Settings(BaseSettings):
     # most relevant passages (docproc.retrieval), each with its page number.
     passages_per_question: int = Field(8, ge=1, le=100)
     # Ask and extract: tokens the answer may take (the JSON of an extract included).
-    max_answer_tokens: int = Field(512, ge=16)
+    max_answer_tokens: int = Field(1024, ge=16)
     # Extract: strings and arrays of the caller's schema that set no maxLength / maxItems get these, so that a
     # model repeating itself inside a string still closes the JSON within max_answer_tokens.
-    extract_string_max_chars: int = Field(80, ge=1)
+    extract_string_max_chars: int = Field(40, ge=1)
     extract_array_max_items: int = Field(10, ge=1)
     # Chat answers (the OpenAI-compatible API) without max_tokens stop at this many tokens, or at the
     # context's end if sooner.
