@@ -13,7 +13,10 @@ from tests.conftest import REPO, service_env
 
 SCHEMA = {
     "type": "object",
-    "properties": {"kind": {"enum": ["report", "letter"]}, "year": {"type": "integer"}},
+    "properties": {
+        "kind": {"enum": ["report", "letter"]},
+        "year": {"type": "integer", "minimum": 1900, "maximum": 2100},
+    },
     "required": ["kind", "year"],
 }
 
