@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import llguidance
 import llguidance.hf
-import llguidance.torch
+import llguidance.numpy
+import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
@@ -40,15 +41,20 @@ class JsonGrammar:
         self.matcher = llguidance.LLMatcher(tokenizer, grammar)
         if self.matcher.is_error():
             raise UnsupportedSchema(f"The schema cannot be turned into a grammar: {self.matcher.get_error()}")
-        self.bitmask = llguidance.torch.allocate_token_bitmask(1, tokenizer.vocab_size)
+        self.bitmask = llguidance.numpy.allocate_token_bitmask(1, tokenizer.vocab_size)  # [1, ceil(V / 32)]
         self.consumed = 0
 
     def mask(self, generated: Sequence[int], logits: Tensor) -> Tensor:
-        """`logits` [vocab] or [1, vocab], in place, with every token the grammar forbids after `generated`
+        """`logits` [vocab] or [1, vocab], with every token the grammar forbids after `generated`
         (the tokens generated so far, prompt excluded) at -inf."""
         for token in generated[self.consumed :]:
             self.matcher.consume_token(token)
         self.consumed = len(generated)
-        llguidance.torch.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
-        llguidance.torch.apply_token_bitmask_inplace(logits, self.bitmask.to(logits.device))
-        return logits
+        llguidance.numpy.fill_next_token_bitmask(self.matcher, self.bitmask, 0)
+        # Unpacked here rather than with llguidance.torch, whose torch.compile'd kernel imports Triton (and
+        # compiles C++ on CPU) for what is a few vector operations.
+        words = torch.from_numpy(self.bitmask[0]).unsqueeze(1)  # [W, 1] int32
+        allowed = ((words >> torch.arange(32, dtype=torch.int32)) & 1).flatten().bool()  # [W * 32]
+        vocab = logits.shape[-1]
+        allowed = torch.nn.functional.pad(allowed[:vocab], (0, max(0, vocab - allowed.numel())))  # [V]
+        return logits.masked_fill(~allowed.to(logits.device), float("-inf"))

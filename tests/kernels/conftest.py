@@ -30,11 +30,14 @@ def triton_path(monkeypatch: pytest.MonkeyPatch, device: torch.device) -> None:
     """Force the public functions onto their Triton kernels (interpreted on CPU)."""
     pytest.importorskip("triton")
     if device.type == "cpu":
+        import triton.language as tl
         from triton.runtime.interpreter import InterpretedFunction
 
         kernel = importlib.import_module(TRITON_MODULES[0])._chunk_prepare_kernel
-        assert isinstance(kernel, InterpretedFunction), (
-            "the Triton kernels were imported before TRITON_INTERPRET=1 was set: run tests/kernels on its own"
+        # Triton's own library (tl.sum, ...) is jit'd when triton is first imported: an import by anything
+        # before this conftest (a torch.compile'd function, say) leaves it compiled-only.
+        assert isinstance(kernel, InterpretedFunction) and isinstance(tl.sum, InterpretedFunction), (
+            "Triton was imported before TRITON_INTERPRET=1 was set: find the early import (python -X importtime)"
         )
     monkeypatch.setenv("DOCPROC_KERNELS", "triton")
 
