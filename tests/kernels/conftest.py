@@ -37,7 +37,7 @@ def triton_path(monkeypatch: pytest.MonkeyPatch, device: torch.device) -> None:
         # Triton's own library (tl.sum, ...) is jit'd when triton is first imported: an import by anything
         # before this conftest (a torch.compile'd function, say) leaves it compiled-only.
         assert isinstance(kernel, InterpretedFunction) and isinstance(tl.sum, InterpretedFunction), (
-            "Triton was imported before TRITON_INTERPRET=1 was set: find the early import (python -X importtime)"
+            "Triton was imported before TRITON_INTERPRET=1 was set: find who imports it early"
         )
     monkeypatch.setenv("DOCPROC_KERNELS", "triton")
 
