@@ -519,9 +519,9 @@ class HybridLM(nn.Module):
         from model.loading import load_pretrained
 
         devices = [device] if isinstance(device, str | torch.device) else list(device)
-        return load_pretrained(
-            cls, ModelArgs.from_dir(path), Path(path), [torch.device(d) for d in devices], dtype
-        )
+        # As the weights will report them ("cuda" → cuda:0), since devices key the per-device rotary tables.
+        resolved = [torch.empty(0, device=d).device for d in devices]
+        return load_pretrained(cls, ModelArgs.from_dir(path), Path(path), resolved, dtype)
 
     def place(self, layer_devices: list[torch.device]) -> None:
         """Records each layer's device (where its weights were put) and builds the rotary tables there."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from bench.kernels.bench_gated_delta_rule import time_ms
+from kernels.flash_attention import torch_flash_attention_with_lse
 from kernels.flash_attention.reference import attention_with_lse_reference
 
 OUT_PATH = Path(__file__).resolve().parents[1] / "out" / "bench_flash_attention.md"
@@ -24,18 +25,13 @@ Attention = Callable[
 ]
 
 
-def torch_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, causal: bool):  # noqa: ANN201
-    out = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, is_causal=causal, scale=scale)
-    return out[0], out[1]
-
-
 def columns(device: torch.device) -> dict[str, Attention]:
     found: dict[str, Attention] = {"reference": attention_with_lse_reference}
     if device.type == "cuda":
         from kernels.flash_attention.triton import attention_with_lse_triton
 
         found["ours (Triton)"] = attention_with_lse_triton
-        found["torch flash"] = torch_flash
+        found["torch flash"] = torch_flash_attention_with_lse
     return found
 
 

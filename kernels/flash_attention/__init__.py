@@ -7,8 +7,12 @@ Letters: B batch, H heads, Tq queries, Tk keys, Dh head dim.
 
 import torch
 
-from kernels.dispatch import use_triton
+from kernels.dispatch import kernel_mode, use_triton
 from kernels.flash_attention.reference import attention_with_lse_reference
+
+# Head dims and dtypes PyTorch's CUDA flash kernel takes.
+TORCH_FLASH_DTYPES = (torch.float16, torch.bfloat16)
+TORCH_FLASH_MAX_HEAD_DIM = 256
 
 
 def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool) -> None:
@@ -42,10 +46,15 @@ def attention_with_lse(
     Returns:
         out [B, H, Tq, Dh] in q's dtype, and lse [B, H, Tq] float32 (natural log of each row's softmax sum).
 
-    CUDA tensors take the Triton kernel; CPU tensors PyTorch's own CPU flash kernel (which returns the
-    log-sum-exp too); the materialised reference is left for other devices and for tests.
+    CUDA tensors in half precision take PyTorch's flash kernel (which returns the log-sum-exp too; twice as
+    fast as ours on an H200, bench/gpu/results.md), other CUDA tensors or DOCPROC_KERNELS=triton the Triton
+    kernel; CPU tensors PyTorch's CPU flash kernel; the materialised reference is left for other devices
+    and for tests.
     """
     _check_inputs(q, k, v, causal)
+    torch_flash_fits = q.dtype in TORCH_FLASH_DTYPES and q.shape[-1] <= TORCH_FLASH_MAX_HEAD_DIM
+    if q.is_cuda and kernel_mode() == "auto" and torch_flash_fits:
+        return torch_flash_attention_with_lse(q, k, v, scale, causal)
     if use_triton(q):
         from kernels.flash_attention.triton import attention_with_lse_triton
 
@@ -55,3 +64,11 @@ def attention_with_lse(
             q, k, v, is_causal=causal, scale=scale
         )
     return attention_with_lse_reference(q, k, v, scale, causal)
+
+
+def torch_flash_attention_with_lse(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, causal: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PyTorch's CUDA flash attention: out [B, H, Tq, Dh] and lse [B, H, Tq] float32."""
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, is_causal=causal, scale=scale)[:2]
+    return out, lse
