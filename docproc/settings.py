@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     # model repeating itself inside a string still closes the JSON within max_answer_tokens.
     extract_string_max_chars: int = Field(40, ge=1)
     extract_array_max_items: int = Field(10, ge=1)
+    # Likewise for numbers that set no bounds (a small model otherwise repeats digits without end): at most
+    # this many digits before the decimal point, and numbers at most this many after it.
+    extract_number_max_digits: int = Field(12, ge=1, le=30)
+    extract_number_max_decimals: int = Field(6, ge=0, le=15)
     # Chat answers (the OpenAI-compatible API) without max_tokens stop at this many tokens, or at the
     # context's end if sooner.
     chat_max_tokens: int = Field(4096, ge=1)

@@ -340,10 +340,7 @@ class Extract(DocumentQuestion[ExtractOptions]):
         return " ".join([options.instructions or "", *_schema_words(options.json_schema)])
 
     def output_schema(self, options: ExtractOptions) -> dict[str, Any]:
-        settings = get_settings()
-        data = bounded(
-            options.json_schema, settings.extract_string_max_chars, settings.extract_array_max_items
-        )
+        data = bounded(options.json_schema, Bounds.from_settings())
         return {
             "type": "object",
             "properties": {"data": data, "citations": citations_schema(options.max_citations)},
@@ -418,28 +415,54 @@ class Chat(Task[ChatOptions]):
 TASKS: dict[str, Task[Any]] = {"summarize": Summarize(), "ask": Ask(), "extract": Extract(), "chat": Chat()}
 
 
-def bounded(schema: Any, max_chars: int, max_items: int) -> Any:
-    """The schema with a length on every string and array that sets none, and no keys beyond the properties of
-    objects that allow others, so that constrained decoding always closes the JSON within the answer's tokens
-    (a small model otherwise invents keys or repeats itself without end); whatever satisfies it satisfies the
-    caller's schema."""
+@dataclass(frozen=True)
+class Bounds:
+    """What an extract schema's open-ended parts get in the grammar (settings `extract_*`)."""
+
+    max_chars: int
+    max_items: int
+    max_digits: int
+    max_decimals: int
+
+    @classmethod
+    def from_settings(cls) -> "Bounds":
+        settings = get_settings()
+        return cls(
+            settings.extract_string_max_chars,
+            settings.extract_array_max_items,
+            settings.extract_number_max_digits,
+            settings.extract_number_max_decimals,
+        )
+
+
+def bounded(schema: Any, bounds: Bounds) -> Any:
+    """The schema with a length on every string and array that sets none, bounds and a decimal step on every
+    number that sets none, and no keys beyond the properties of objects that allow others, so that
+    constrained decoding always closes the JSON within the answer's tokens (a small model otherwise invents
+    keys or repeats itself without end); whatever satisfies it satisfies the caller's schema."""
     if not isinstance(schema, dict):
         return schema
     out = dict(schema)
     if isinstance(schema.get("properties"), dict):
-        out["properties"] = {
-            name: bounded(s, max_chars, max_items) for name, s in schema["properties"].items()
-        }
+        out["properties"] = {name: bounded(s, bounds) for name, s in schema["properties"].items()}
     if isinstance(schema.get("items"), dict):
-        out["items"] = bounded(schema["items"], max_chars, max_items)
+        out["items"] = bounded(schema["items"], bounds)
     types = schema.get("type")
     types = types if isinstance(types, list) else [types]
     if "string" in types and "enum" not in schema:
-        out.setdefault("maxLength", max_chars)
+        out.setdefault("maxLength", bounds.max_chars)
     if "array" in types:
-        out.setdefault("maxItems", max_items)
+        out.setdefault("maxItems", bounds.max_items)
     if "object" in types:  # no keys beyond the schema's (they are allowed, never needed)
         out.setdefault("additionalProperties", False)
+    if ("integer" in types or "number" in types) and "enum" not in schema:
+        largest = 10**bounds.max_digits - 1
+        if "minimum" not in schema and "exclusiveMinimum" not in schema:
+            out["minimum"] = -largest
+        if "maximum" not in schema and "exclusiveMaximum" not in schema:
+            out["maximum"] = largest
+        if "number" in types:
+            out.setdefault("multipleOf", 10.0**-bounds.max_decimals)
     return out
 
 

@@ -8,12 +8,13 @@ import jsonschema
 import pytest
 
 from docproc.chat import ChatOptions
+from docproc.engine.grammar import JsonGrammar
 from docproc.engine.hybrid import HybridEngine
 from docproc.ingestion import Page
 from docproc.pipeline import ProgressReporter, Workspace
 from docproc.settings import get_settings
 from docproc.task_options import AskOptions, ExtractOptions, SummarizeOptions
-from docproc.tasks import TASKS, Job, bounded, checked_citations
+from docproc.tasks import TASKS, Bounds, Job, bounded, checked_citations
 from model.testing import make_random_checkpoint
 from tests.docproc.conftest import StoreFactory, add_documents
 
@@ -83,7 +84,7 @@ def test_quotes_are_kept_only_on_the_page_they_name() -> None:
     assert dropped == 4
 
 
-def test_extract_schemas_get_lengths_where_they_set_none() -> None:
+def test_extract_schemas_get_bounds_where_they_set_none() -> None:
     schema = {
         "type": "object",
         "properties": {
@@ -91,13 +92,29 @@ def test_extract_schemas_get_lengths_where_they_set_none() -> None:
             "code": {"type": "string", "maxLength": 4},
             "kind": {"type": "string", "enum": ["a", "b"]},
             "tags": {"type": "array", "items": {"type": "string"}},
+            "year": {"type": "integer", "minimum": 1900},
+            "share": {"type": ["number", "null"]},
         },
     }
-    out = bounded(schema, 50, 3)
+    out = bounded(schema, Bounds(max_chars=50, max_items=3, max_digits=4, max_decimals=2))
     properties = out["properties"]
     assert properties["name"]["maxLength"] == 50 and properties["code"]["maxLength"] == 4
     assert "maxLength" not in properties["kind"]
     assert properties["tags"]["maxItems"] == 3 and properties["tags"]["items"]["maxLength"] == 50
+    assert properties["year"] == {"type": "integer", "minimum": 1900, "maximum": 9999}
+    share = {"type": ["number", "null"], "minimum": -9999, "maximum": 9999, "multipleOf": 0.01}
+    assert properties["share"] == share
     assert out["additionalProperties"] is False
     assert "maxLength" not in schema["properties"]["name"]  # the caller's schema is left as it was
-    jsonschema.validate({"name": "x" * 50, "tags": ["a"]}, out)
+    jsonschema.validate({"name": "x" * 50, "tags": ["a"], "year": 2024, "share": 12.5}, out)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"year": 20242024}, out)
+
+
+def test_bounded_numbers_end_in_the_grammar(engine: HybridEngine) -> None:
+    """The grammar refuses a digit beyond the bounds, so a model repeating digits must close the number."""
+    schema = bounded({"type": "number"}, Bounds(max_chars=40, max_items=10, max_digits=4, max_decimals=2))
+    for text, accepted in [("2024", True), ("20242", False), ("-3.25", True), ("3.141", False)]:
+        matcher = JsonGrammar(engine.grammar_tokenizer, schema).matcher
+        ids = engine.tokenizer.hf.encode(text, add_special_tokens=False)
+        assert (matcher.consume_tokens(ids) and not matcher.is_error()) is accepted, text
