@@ -1,3 +1,6 @@
+import functools
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -7,6 +10,7 @@ from sqlalchemy.orm import sessionmaker
 from docproc.db import get_engine, migrate
 from docproc.models import Document
 from docproc.states import StateStore
+from tests.conftest import REPO, service_env
 
 StoreFactory = Callable[[int], StateStore]
 
@@ -44,3 +48,28 @@ def state_store(tmp_path: Path) -> StoreFactory:
         return StateStore(tmp_path / "states", budget_bytes, sessionmaker(get_engine(url)).begin)
 
     return make
+
+
+CliRun = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def run_cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    """`docproc ARGS` in a subprocess with `env`; asserts that it succeeded (or, with ok=False, failed)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "docproc.cli", *args],
+        env=env,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert (done.returncode == 0) is ok, (args, done.stdout, done.stderr[-3000:])
+    return done
+
+
+@pytest.fixture
+def docproc(tmp_path: Path, default_model: Path) -> CliRun:
+    """The CLI on a database and data dir of this test's own (and the session's Redis)."""
+    env = service_env(tmp_path / "data", f"sqlite:///{tmp_path / 'docproc.db'}", COLUMNS="200")
+    return functools.partial(run_cli, env)

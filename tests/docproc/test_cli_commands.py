@@ -2,36 +2,12 @@
 --quiet; each end to end against a real database, Redis and worker."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import REPO, service_env
+from tests.docproc.conftest import CliRun
 
 
-@pytest.fixture
-def docproc(tmp_path: Path, default_model: Path):  # type: ignore[no-untyped-def]
-    env = service_env(tmp_path / "data", f"sqlite:///{tmp_path / 'docproc.db'}", COLUMNS="200")
-
-    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "docproc.cli", *args],
-            env=env,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert (done.returncode == 0) is ok, (args, done.stdout, done.stderr[-3000:])
-        return done
-
-    return run
-
-
-def test_cli_commands_end_to_end(tmp_path: Path, docproc) -> None:  # type: ignore[no-untyped-def]
+def test_cli_commands_end_to_end(tmp_path: Path, docproc: CliRun) -> None:
     assert docproc("--version").stdout.startswith("docproc, version ")
     folder = tmp_path / "inbox"
     folder.mkdir()

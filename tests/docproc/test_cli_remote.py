@@ -2,25 +2,10 @@
 machine's database or queue; the same output as the embedded mode."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import REPO, Service
-
-
-def run_cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "docproc.cli", *args],
-        env=env,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert (done.returncode == 0) is ok, (args, done.stdout, done.stderr[-3000:])
-    return done
+from tests.conftest import Service
+from tests.docproc.conftest import run_cli
 
 
 def test_cli_commands_through_a_server(live_service: Service, tmp_path: Path) -> None:

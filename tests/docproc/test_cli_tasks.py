@@ -2,14 +2,11 @@
 errors (one line, exit status 1, nothing stored)."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
-import pytest
 
-from tests.conftest import REPO, service_env
+from tests.docproc.conftest import CliRun
 
 SCHEMA = {
     "type": "object",
@@ -21,27 +18,7 @@ SCHEMA = {
 }
 
 
-@pytest.fixture
-def docproc(tmp_path: Path, default_model: Path):  # type: ignore[no-untyped-def]
-    env = service_env(tmp_path / "data", f"sqlite:///{tmp_path / 'docproc.db'}", COLUMNS="200")
-
-    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "docproc.cli", *args],
-            env=env,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert (done.returncode == 0) is ok, (args, done.stdout, done.stderr[-3000:])
-        return done
-
-    return run
-
-
-def test_extract_and_ask_from_the_command_line(tmp_path: Path, docproc) -> None:  # type: ignore[no-untyped-def]
+def test_extract_and_ask_from_the_command_line(tmp_path: Path, docproc: CliRun) -> None:
     report = tmp_path / "report.txt"
     report.write_text("Annual report 2024 of the Sunrise Cooperative. The plant produced 4200 kWh.")
     schema = tmp_path / "schema.json"
@@ -62,7 +39,7 @@ def test_extract_and_ask_from_the_command_line(tmp_path: Path, docproc) -> None:
     assert document["id"] == document_id
 
 
-def test_errors_end_in_one_line_and_store_nothing(tmp_path: Path, docproc) -> None:  # type: ignore[no-untyped-def]
+def test_errors_end_in_one_line_and_store_nothing(tmp_path: Path, docproc: CliRun) -> None:
     report = tmp_path / "report.txt"
     report.write_text("A short report.")
     not_json = tmp_path / "bad.json"
