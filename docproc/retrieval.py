@@ -90,9 +90,13 @@ class PassageIndex:
 
     @classmethod
     def build(cls, pages: Sequence[Page], passage_words: int = PASSAGE_WORDS) -> "PassageIndex":
+        return cls.of(passages_of(pages, passage_words))
+
+    @classmethod
+    def of(cls, passages: list[tuple[int, str]]) -> "PassageIndex":
+        """An index of these (page number, text) passages."""
         import bm25s
 
-        passages = passages_of(pages, passage_words)
         retriever = bm25s.BM25()
         if passages:
             retriever.index(_tokens([text for _, text in passages]), show_progress=False)

@@ -53,9 +53,16 @@ class CitingOptions(TaskOptions):
     max_citations: int = Field(3, ge=0, le=10)
 
 
+AnswerMethod = Literal["auto", "extractive", "abstractive"]
+
+
 class AskOptions(CitingOptions):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     max_words: int = Field(80, ge=5, le=2000)
+    # auto: extractive for models smaller than DOCPROC_COMPRESS_BELOW_PARAMETERS (which answer few questions
+    # right in their own words: README, bench/ask/quality.py), else abstractive. extractive: the answer is
+    # the document's sentence that best matches the question, cited on its page; no model runs.
+    method: AnswerMethod = "auto"
 
     @field_validator("question")
     @classmethod

@@ -29,6 +29,7 @@ from docproc.pipeline import (
     SYSTEM_PROMPT,
     ProgressReporter,
     Workspace,
+    choose_method,
     page_marked,
     page_ranges,
     pages_within,
@@ -290,6 +291,39 @@ class DocumentQuestion(Task[Options]):
 
 
 class Ask(DocumentQuestion[AskOptions]):
+    def run(self, engine: Engine, options: AskOptions, job: Job) -> Outcome:
+        if answers_extractively(engine, options):
+            return self.extractive_answer(engine, options, job)
+        return super().run(engine, options, job)
+
+    def extractive_answer(self, engine: Engine, options: AskOptions, job: Job) -> Outcome:
+        """The sentence of the most relevant passages that best matches the question, cited on its page."""
+        pages = pages_within(engine, job.pages, options.max_input_tokens)
+        tokens = sum(engine.count_tokens(page.text) for page in pages)
+        job.progress.started(tokens)
+        whole = options.max_input_tokens is None
+        passages = relevant_passages(
+            engine, job.workspace.document_id, pages, whole, options.question, job.settings, tokens
+        )
+        sentences = split_sentences(passages)
+        best = PassageIndex.of([(sentence.page, sentence.text) for sentence in sentences]).search(
+            options.question, 1
+        )
+        job.progress.advanced(tokens)
+        answer = " ".join(best[0].text.split()[: options.max_words]) if best else ""
+        quotes = [{"page": best[0].page, "quote": best[0].text}] if best and options.max_citations else []
+        citations, _ = checked_citations(quotes, job.pages)
+        return Outcome(
+            thinking=None,
+            input_tokens=0,
+            output_tokens=0,
+            source_pages=page_ranges([(page.number, page.number) for page in passages]),
+            answer=answer or "The document has no sentence that matches the question.",
+            citations=citations,
+            dropped_quotes=0,
+            method="extractive",
+        )
+
     def instruction(self, options: AskOptions) -> str:
         return (
             f"Answer this question about the document above in at most {options.max_words} words, using only "
@@ -324,6 +358,7 @@ class Ask(DocumentQuestion[AskOptions]):
             answer=answered.value["answer"].strip(),
             citations=citations,
             dropped_quotes=dropped,
+            method="abstractive",
         )
 
 
@@ -483,6 +518,13 @@ def checked_citations(
         if quote and normalized(quote) in texts.get(citation["page"], "") and entry not in kept:
             kept.append(entry)
     return kept, len(citations) - len(kept)
+
+
+def answers_extractively(engine: Engine, options: AskOptions) -> bool:
+    """`method` auto answers extractively where a summary would extract then compress: small models."""
+    if options.method != "auto":
+        return options.method == "extractive"
+    return choose_method(engine, "auto") == "extract_compress"
 
 
 def relevant_passages(

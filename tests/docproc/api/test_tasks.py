@@ -34,7 +34,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, default_model: Path) -> It
 
 def upload(client: httpx.Client, name: str, text: str) -> str:
     response = client.post("/v1/documents", files={"file": (name, text.encode())})
-    assert response.status_code == 201, response.text
+    assert response.status_code in (200, 201), response.text  # 200: these bytes were uploaded before
     return response.json()["id"]
 
 
@@ -45,7 +45,9 @@ def result_of(service: Service, client: httpx.Client, job: httpx.Response) -> di
     return client.get(f"/v1/jobs/{done['id']}/result").json()
 
 
-def test_ask_finds_and_cites_a_fact_planted_in_a_long_document(service: Service) -> None:
+@pytest.mark.parametrize("method", ["auto", "abstractive"])
+def test_ask_finds_and_cites_a_fact_planted_in_a_long_document(service: Service, method: str) -> None:
+    """SmolLM2 answers extractively by default (a sentence of the document), or in its own words."""
     # 40 pages (form feeds), about 24,000 tokens: three times SmolLM2's context, so it reads passages.
     pages = [FILLER * 30 for _ in range(40)]
     pages[PLANTED_PAGE - 1] = FILLER * 10 + "The secret vault code of the cooperative is 7431. " + FILLER * 10
@@ -60,11 +62,13 @@ def test_ask_finds_and_cites_a_fact_planted_in_a_long_document(service: Service)
                     "question": "What is the secret vault code of the cooperative?",
                     "max_words": 20,
                     "max_citations": 1,
+                    "method": method,
                 },
             },
         )
         result = result_of(service, client, job)
     assert result["task"] == "ask" and result["summary"] is None and result["data"] is None
+    assert result["method"] == ("extractive" if method == "auto" else "abstractive")
     assert "7431" in result["answer"], result
     assert PLANTED_PAGE in [citation["page"] for citation in result["citations"]], result
     assert all(citation["quote"] for citation in result["citations"])
@@ -110,7 +114,7 @@ def test_extract_gives_valid_data_for_five_schemas(service: Service) -> None:
         ("ask", {}, "question"),
         ("ask", {"question": "   "}, "empty"),
         ("ask", {"question": "x" * 4001}, "4000"),
-        ("ask", {"question": "Why?", "method": "extractive"}, "method"),  # a summarize option
+        ("ask", {"question": "Why?", "method": "extract_compress"}, "method"),  # a summary method
         ("summarize", {"question": "Why?"}, "question"),
         ("extract", {"schema": {"type": "array", "items": {"type": "string"}}}, "object"),
         (
