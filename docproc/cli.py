@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 import click
 from rich.console import Console
@@ -25,6 +25,7 @@ from rich.progress import (
 
 from docproc.models import JobStatus
 from docproc.settings import get_settings
+from docproc.task_options import AnswerMethod, Method
 
 if TYPE_CHECKING:
     from docproc.cli_backends import Backend, Json
@@ -33,10 +34,9 @@ console = Console(stderr=True)
 # Without a terminal, progress is a plain line on stderr at most this often (and whenever the status changes).
 PLAIN_PROGRESS_EVERY_S = 10.0
 POLL_S = 0.5
-# docproc.pipeline.Method, spelled out: importing the pipeline takes more than a second.
 METHOD_OPTION = click.option(
     "--method",
-    type=click.Choice(["auto", "extract_compress", "extractive", "abstractive"]),
+    type=click.Choice(get_args(Method)),
     default="auto",
     show_default=True,
     help="How to summarize: auto picks extract_compress for small models, abstractive for others; "
@@ -300,12 +300,21 @@ def _task_command(function: Callable[..., None]) -> Callable[..., None]:
 @click.argument("source", metavar="FILE_OR_DOCUMENT_ID")
 @click.argument("question")
 @click.option("--max-words", type=int, default=80, show_default=True)
+@click.option(
+    "--method",
+    type=click.Choice(get_args(AnswerMethod)),
+    default="auto",
+    show_default=True,
+    help="auto answers extractively with small models (the document's best-matching sentence), else "
+    "abstractively (in the model's words).",
+)
 @_task_command
 def ask(
     backend: "Backend",
     source: str,
     question: str,
     max_words: int,
+    method: str,
     password: str | None,
     as_json: bool,
     worker: bool | None,
@@ -315,7 +324,7 @@ def ask(
     """Ask a question of a file (uploaded first) or of an uploaded document; print the answer and the quotes
     it rests on, each with its page. A second question on the same document skips reading it again where
     the engine keeps its state."""
-    options = {"question": question, "max_words": max_words}
+    options = {"question": question, "max_words": max_words, "method": method}
     _run_task(backend, source, password, "ask", options, as_json, worker, no_progress, quiet)
 
 

@@ -5,7 +5,7 @@ that string. Also reported: answer right, citation wrong or missing; and, for th
 
     DOCPROC_TEST_CORPUS=/work/shared/corpus/pdf python bench/ask/quality.py [--model smollm2] [--limit N]
 
-Needs the `ask` task (ask-tasks branch). The retrieval half alone: bench/ask/retrieval.py.
+The retrieval half alone: bench/ask/retrieval.py.
 """
 
 import argparse
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2", help="DOCPROC_MODEL for the worker")
     parser.add_argument("--planted-chars", type=int, default=400_000, help="size of the planted-facts text")
     parser.add_argument("--limit", type=int, help="ask only the first N questions")
+    parser.add_argument("--method", choices=["auto", "extractive", "abstractive"], default="auto")
     parser.add_argument("--json", type=Path, help="write every answer here")
     args = parser.parse_args()
     items = questions(args.planted_chars)[: args.limit]
@@ -53,7 +54,7 @@ def main() -> None:
                         documents[item.file] = service.upload(
                             client, *source_bytes(item.file, args.planted_chars)
                         )["id"]
-                    answer = service.ask(live, client, documents[item.file], item.question)
+                    answer = service.ask(live, client, documents[item.file], item.question, args.method)
                     pages = {page.number: page.text for page in pages_of(item.file, args.planted_chars)}
                     cited = [citation["page"] for citation in answer.citations]
                     right = holds(answer.answer, item.answer)
@@ -73,7 +74,8 @@ def main() -> None:
         groups[group].append((right, cited_right))
         groups["all"].append((right, cited_right))
     print(
-        f"\nModel {args.model}; score: the answer contains the expected string and a cited page holds it.\n"
+        f"\nModel {args.model}, method {args.method}; score: the answer contains the expected string and a "
+        "cited page holds it.\n"
     )
     print("| questions | n | score | answer right | right but cited page wrong or none |")
     print("|---|---:|---:|---:|---:|")

@@ -10,7 +10,6 @@ Every question goes through the service (real API server and worker): POST /v1/j
 
     python bench/ask/read_once.py [--only hybrid|smollm2] [--tokens 262144] [--smollm-chars 2000000]
 
-Needs the `ask` task (ask-tasks branch).
 """
 
 import argparse

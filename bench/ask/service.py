@@ -41,15 +41,17 @@ def upload(client: httpx.Client, name: str, content: bytes) -> dict[str, Any]:
 
 
 def ask(
-    service: Service, client: httpx.Client, document_id: str, question: str, timeout: float = 7200
+    service: Service,
+    client: httpx.Client,
+    document_id: str,
+    question: str,
+    method: str = "auto",
+    timeout: float = 7200,
 ) -> Answer:
     """Ask and wait; seconds from submitting the job to its end (read, if any, and answer)."""
     started = time.perf_counter()
-    response = client.post(
-        "/v1/jobs", json={"document_id": document_id, "task": "ask", "options": {"question": question}}
-    )
-    if response.status_code == 422 and response.json()["detail"]["code"] == "unknown_task":
-        raise SystemExit("this checkout has no `ask` task yet (it comes with the ask-tasks branch)")
+    options = {"question": question, "method": method}
+    response = client.post("/v1/jobs", json={"document_id": document_id, "task": "ask", "options": options})
     response.raise_for_status()
     job = service.wait_job(client, response.json()["id"], FINISHED, timeout=timeout)
     seconds = time.perf_counter() - started
