@@ -305,7 +305,9 @@ class Ask(DocumentQuestion[AskOptions]):
         passages = relevant_passages(
             engine, job.workspace.document_id, pages, whole, options.question, job.settings, tokens
         )
-        sentences = split_sentences(passages)
+        # Sentences of the whole pages the passages lie on: a passage's window may cut its sentences.
+        passage_pages = {page.number for page in passages}
+        sentences = split_sentences([page for page in pages if page.number in passage_pages])
         best = PassageIndex.of([(sentence.page, sentence.text) for sentence in sentences]).search(
             options.question, 1
         )
