@@ -87,8 +87,9 @@ class Settings(BaseSettings):
     max_summary_tokens: int = 400
     # Independent generations (a long document's partial summaries, condensed groups, the batch items run
     # together) go through the local model this many at a time: decoding a small model reads its weights
-    # once per step whatever the batch, so 8 cost little more than 1. 1: one at a time.
-    generation_batch_size: int = Field(8, ge=1)
+    # once per step whatever the batch, so 4 cost little more than 1. A crashed job resumes at its first
+    # unfinished batch. 1: one at a time.
+    generation_batch_size: int = Field(4, ge=1)
     # A remote engine sends at most this many of those requests at once (the server batches them itself).
     remote_concurrency: int = Field(8, ge=1)
     # A worker that takes a batch item also claims up to this many queued items of the same batch in all,

@@ -96,6 +96,9 @@ class Engine(ABC):
     default_sampling: "Sampling"
     #: The model's size, where known (a remote server does not say): small ones extract, then compress.
     parameters: int | None = None
+    #: Independent generations `generate_many` runs together at most: callers that checkpoint between them
+    #: (a long document's partial summaries) hand over this many at a time.
+    batch_size: int = 1
     tokenizer: Tokenizer
 
     def encode(self, text: str) -> list[int]:

@@ -49,7 +49,7 @@ class RemoteEngine(Engine):
         concurrency: int = 1,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.concurrency = concurrency
+        self.batch_size = concurrency
         self.reconnect_waits_s = tuple(reconnect_waits_s)
         self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=CLIENT_MAX_RETRIES)
         served = self._call(lambda: self.client.models.list().data)
@@ -120,11 +120,11 @@ class RemoteEngine(Engine):
         return Generation(answer, thinking or None, input_tokens, output_tokens)
 
     def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        """Up to `concurrency` requests in flight at once, so that the server batches them. Each is retried
+        """Up to `batch_size` requests in flight at once, so that the server batches them. Each is retried
         as `generate` retries; the first failure (or `Stopped`) is raised once the others have ended."""
-        if self.concurrency == 1 or len(requests) <= 1:
+        if self.batch_size == 1 or len(requests) <= 1:
             return super().generate_many(requests)
-        with ThreadPoolExecutor(min(self.concurrency, len(requests)), "remote-generate") as pool:
+        with ThreadPoolExecutor(min(self.batch_size, len(requests)), "remote-generate") as pool:
             return list(
                 pool.map(lambda request: super(RemoteEngine, self).generate_many([request])[0], requests)
             )
