@@ -92,9 +92,10 @@ class Settings(BaseSettings):
     generation_batch_size: int = Field(4, ge=1)
     # A remote engine sends at most this many of those requests at once (the server batches them itself).
     remote_concurrency: int = Field(8, ge=1)
-    # A worker that takes a batch item also claims up to this many queued items of the same batch in all,
-    # and runs them together so that their generations share batches. 1: one item at a time.
-    batch_items_together: int = Field(8, ge=1)
+    # A worker that takes a batch item also claims queued items of the same batch, up to this many in all,
+    # and runs them together so that their generations share batches: bulk throughput, at the price of the
+    # single jobs queued meanwhile waiting for the whole group. 1 (default): one item at a time.
+    batch_items_together: int = Field(1, ge=1)
     # Fully read document states kept on disk for later tasks (streaming engine), all documents together;
     # the least recently used go first, a state in use never. Qwen3-Next-80B keeps 24 KiB of KV per token
     # (bf16): about 24 GB for a million tokens. 0 keeps none.
