@@ -121,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     app = create_app(args.model, args.max_batch, args.window_s)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", timeout_graceful_shutdown=2)
 
 
 if __name__ == "__main__":

@@ -59,9 +59,8 @@ class TransformersEngine(Engine):
         stop: threading.Event | None = None,
         json_schema: dict[str, Any] | None = None,
     ) -> Generation:
-        return self.generate_many([GenerationRequest(messages, max_new_tokens, sampling, stop, json_schema)])[
-            0
-        ]
+        request = GenerationRequest(messages, max_new_tokens, sampling, stop, json_schema)
+        return self.generate_many([request])[0]
 
     def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Requests with equal sampling and length limit run in batches of `batch_size`, prompts of similar
