@@ -1,8 +1,8 @@
 """Bulk throughput: pages per minute and generated tokens per second, one at a time ("before") and batched
 ("after"), in the same run on the same machine, with the default model (SmolLM2-135M-Instruct).
 
-(a) one long PDF of the corpus, summarized abstractively (hierarchically: partial summaries of chunks, then
-    together): before with DOCPROC_GENERATION_BATCH_SIZE=1, after with --batch-size.
+(a) the corpus's longest PDF (117 pages), summarized abstractively (hierarchically: partial summaries of
+    chunks, then together): before with DOCPROC_GENERATION_BATCH_SIZE=1, after with --batch-size.
 (b) a batch of short documents of the corpus, as a worker runs it (docproc.jobs.run_job for each item in turn,
     as the Celery messages come; leases, progress and results in a real database): before one item at a
     time, after with DOCPROC_BATCH_ITEMS_TOGETHER=--batch-size.
@@ -34,7 +34,6 @@ import httpx
 
 from tests.conftest import CORPUS, MODELS_DIR, REPO, free_port
 
-LONG_PDF = "009-pdflatex-geotopo/GeoTopo.pdf"
 # Short documents: text PDFs of at most this many pages, with at least this many words.
 SHORT_MAX_PAGES, SHORT_MIN_WORDS = 6, 40
 MAX_WORDS = 60
@@ -88,7 +87,11 @@ def long_document(corpus: Path, pages: int, batch_size: int, chunk_tokens: int) 
     from docproc.ingestion import extract
     from docproc.pipeline import ProgressReporter, SummarizeOptions, Workspace, summarize
 
-    document = extract(corpus / LONG_PDF).pages[:pages]
+    listed = json.loads((corpus / "files.json").read_text())["data"]
+    longest = max(
+        (entry for entry in listed if (corpus / entry["path"]).exists()), key=lambda e: e["pages"] or 0
+    )
+    document = extract(corpus / longest["path"]).pages[:pages]
     warm_up()
     engine = get_engine()
     options = SummarizeOptions(max_words=MAX_WORDS, method="abstractive", temperature=0)
