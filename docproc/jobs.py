@@ -21,6 +21,8 @@ from docproc import metrics, webhooks
 from docproc.chat import ChatOptions
 from docproc.db import session_scope
 from docproc.engine import Engine, Stopped
+from docproc.engine.base import StreamingEngine
+from docproc.engine.batcher import Batcher
 from docproc.ingestion import Page
 from docproc.models import DocumentPage, Job, JobStatus, Result, utcnow
 from docproc.pipeline import ProgressReporter, Workspace
@@ -214,11 +216,64 @@ def _pages(session: Session, document_id: str | None) -> list[Page]:
 
 
 def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
-    """Run a job to its end, unless it is finished, cancelled or held by a live worker."""
+    """Run a job to its end, unless it is finished, cancelled or held by a live worker.
+
+    A batch's item is run together with up to batch_items_together - 1 queued items of its batch, claimed
+    here: each in a thread of its own, exactly as alone (lease, progress, cancellation, result), their
+    generations batched by a `Batcher`. Their own messages, delivered later, then find them taken or done."""
     settings = get_settings()
     if not claim(job_id, settings.job_lease_s):
         log.info("job %s not claimed (finished, cancelled or running elsewhere)", job_id)
         return
+    mates = _claim_batch_mates(job_id, engine_factory)
+    if not mates:
+        _run_claimed(job_id, engine_factory)
+        return
+    log.info("job %s runs together with %s", job_id, ", ".join(mates))
+    batcher = Batcher(engine_factory(), participants=len(mates) + 1)
+
+    def run(one: str) -> None:
+        try:
+            _run_claimed(one, lambda: batcher)
+        finally:
+            batcher.leave()
+
+    threads = [threading.Thread(target=run, args=(one,), name=f"job-{one}") for one in [job_id, *mates]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _claim_batch_mates(job_id: str, engine_factory: Callable[[], Engine]) -> list[str]:
+    """Queued items of the job's batch, claimed to run with it (in the batch's order). None for a job outside
+    a batch, or on a streaming engine: it reads each document into a state of its own, one at a time."""
+    settings = get_settings()
+    if settings.batch_items_together == 1:
+        return []
+    with session_scope() as session:
+        batch_id = session.scalar(select(Job.batch_id).where(Job.id == job_id))
+        if batch_id is None:
+            return []
+        candidates = session.scalars(
+            select(Job.id)
+            .where(Job.batch_id == batch_id, Job.status == JobStatus.queued, Job.cancel_requested.is_(False))
+            .order_by(Job.batch_line)
+            .limit(settings.batch_items_together - 1)
+        ).all()
+    if not candidates:
+        return []
+    try:
+        if isinstance(engine_factory(), StreamingEngine):
+            return []
+    except Exception:  # the job's own run reports the engine's failure to load
+        return []
+    return [one for one in candidates if claim(one, settings.job_lease_s)]
+
+
+def _run_claimed(job_id: str, engine_factory: Callable[[], Engine]) -> None:
+    """Run a job this worker has claimed, and record its outcome."""
+    settings = get_settings()
     with session_scope() as session:
         task = session.get_one(Job, job_id).task
     # The job's own files (checkpoints); the document's kept states stay.

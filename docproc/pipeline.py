@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from docproc.engine import Chunk, Engine, Generation
+from docproc.engine import Chunk, Engine, Generation, GenerationRequest
 from docproc.engine.base import PAGE_SEPARATOR, StreamingEngine
 from docproc.ingestion import Page
 from docproc.settings import get_settings
@@ -294,25 +294,34 @@ def _summarize_hierarchically(
     sampling = sampling_for(options, engine.default_sampling)
     usage = [0, 0]
 
-    def generate(prompt: str, max_words: int) -> Generation:
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+    def generate(prompts: Sequence[str], max_words: int) -> list[Generation]:
+        """The prompts' answers, generated together (the engine batches them)."""
         max_new_tokens = int(max_words * TOKENS_PER_WORD) + 16
-        generation = engine.generate(
-            messages, max_new_tokens=max_new_tokens, sampling=sampling, stop=progress.stop
-        )
-        usage[0] += generation.input_tokens
-        usage[1] += generation.output_tokens
-        return generation
+        requests = [
+            GenerationRequest(
+                [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
+                max_new_tokens,
+                sampling,
+                progress.stop,
+            )
+            for prompt in prompts
+        ]
+        generations = engine.generate_many(requests)
+        usage[0] += sum(generation.input_tokens for generation in generations)
+        usage[1] += sum(generation.output_tokens for generation in generations)
+        return generations
 
     source_pages = page_ranges([(chunk.first_page, chunk.last_page) for chunk in chunks])
     if len(chunks) <= 1:
         text = chunks[0].text if chunks else ""
-        final = generate(_final_prompt(text, options), options.max_words)
+        [final] = generate([_final_prompt(text, options)], options.max_words)
         progress.advanced(tokens_total)
     else:
-        partials = _partial_summaries(chunks, workspace.partial_summaries, progress, generate)
+        partials = _partial_summaries(
+            chunks, workspace.partial_summaries, progress, generate, engine.batch_size
+        )
         notes = _combine(partials, engine, budget, generate)
-        final = generate(_final_prompt(notes, options), options.max_words)
+        [final] = generate([_final_prompt(notes, options)], options.max_words)
     return Summary(final.text, final.thinking, usage[0], usage[1], source_pages)
 
 
@@ -387,26 +396,37 @@ def _partial_summaries(
     chunks: list[Chunk],
     saved: Path,
     progress: ProgressReporter,
-    generate: Callable[[str, int], Generation],
+    generate: Callable[[Sequence[str], int], list[Generation]],
+    batch_size: int,
 ) -> list[dict[str, object]]:
+    """The chunks' summaries, `batch_size` chunks generated together; saved after each batch, so that a
+    crashed job resumes at its first unfinished batch."""
     partials = json.loads(saved.read_text())[: len(chunks)] if saved.exists() else []
     tokens_done = sum(chunk.tokens for chunk in chunks[: len(partials)])
     progress.advanced(tokens_done)
-    for chunk in chunks[len(partials) :]:
-        prompt = (
+    remaining = chunks[len(partials) :]
+    for start in range(0, len(remaining), batch_size):
+        batch = remaining[start : start + batch_size]
+        prompts = [
             f"Summarize this part of a document (pages {chunk.first_page}–{chunk.last_page}) in at most "
             f"{PARTIAL_SUMMARY_WORDS} words. Keep names, numbers and conclusions.\n\n{chunk.text}"
-        )
-        summary = generate(prompt, PARTIAL_SUMMARY_WORDS).text
-        partials.append({"first_page": chunk.first_page, "last_page": chunk.last_page, "summary": summary})
+            for chunk in batch
+        ]
+        for chunk, generation in zip(batch, generate(prompts, PARTIAL_SUMMARY_WORDS), strict=True):
+            partials.append(
+                {"first_page": chunk.first_page, "last_page": chunk.last_page, "summary": generation.text}
+            )
         _atomic_write(saved, lambda path: path.write_text(json.dumps(partials)))
-        tokens_done += chunk.tokens
+        tokens_done += sum(chunk.tokens for chunk in batch)
         progress.advanced(tokens_done)
     return partials
 
 
 def _combine(
-    partials: list[dict[str, object]], engine: Engine, budget: int, generate: Callable[[str, int], Generation]
+    partials: list[dict[str, object]],
+    engine: Engine,
+    budget: int,
+    generate: Callable[[Sequence[str], int], list[Generation]],
 ) -> str:
     """Join partial summaries; while they exceed the budget, summarize them in groups that fit."""
     notes = [f"[pages {p['first_page']}–{p['last_page']}] {p['summary']}" for p in partials]
@@ -417,7 +437,8 @@ def _combine(
                 groups.append([])
             groups[-1].append(note)
         prompt = f"Condense these notes in at most {PARTIAL_SUMMARY_WORDS} words:\n\n"
-        notes = [generate(prompt + "\n".join(group), PARTIAL_SUMMARY_WORDS).text for group in groups]
+        generations = generate([prompt + "\n".join(group) for group in groups], PARTIAL_SUMMARY_WORDS)
+        notes = [generation.text for generation in generations]
     return "\n".join(notes)
 
 

@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     # Streaming engines save their state every this many tokens, so a crashed job resumes from there.
     checkpoint_every_tokens: int = 65536
     max_summary_tokens: int = 400
+    # Independent generations (a long document's partial summaries, condensed groups, the batch items run
+    # together) go through the local model this many at a time: decoding a small model reads its weights
+    # once per step whatever the batch, so 4 cost little more than 1. A crashed job resumes at its first
+    # unfinished batch. 1: one at a time.
+    generation_batch_size: int = Field(4, ge=1)
+    # A remote engine sends at most this many of those requests at once (the server batches them itself).
+    remote_concurrency: int = Field(8, ge=1)
+    # A worker that takes a batch item also claims queued items of the same batch, up to this many in all,
+    # and runs them together so that their generations share batches: bulk throughput, at the price of the
+    # single jobs queued meanwhile waiting for the whole group. 1 (default): one item at a time.
+    batch_items_together: int = Field(1, ge=1)
     # Fully read document states kept on disk for later tasks (streaming engine), all documents together;
     # the least recently used go first, a state in use never. Qwen3-Next-80B keeps 24 KiB of KV per token
     # (bf16): about 24 GB for a million tokens. 0 keeps none.

@@ -6,11 +6,11 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from docproc.engine.base import Chunk, Engine, Generation, Stopped
+from docproc.engine.base import Chunk, Engine, Generation, GenerationRequest, Stopped
 from docproc.engine.tokenizer import LocalTokenizer, RemoteTokenizer
 from docproc.settings import EMBEDDED_MODEL, get_settings
 
-__all__ = ["Chunk", "Engine", "Generation", "Stopped", "get_engine", "get_tokenizer"]
+__all__ = ["Chunk", "Engine", "Generation", "GenerationRequest", "Stopped", "get_engine", "get_tokenizer"]
 
 
 class ModelNotFound(RuntimeError):
@@ -68,6 +68,7 @@ def get_engine() -> Engine:
             model=settings.remote_model_name,
             api_key=settings.remote_api_key,
             tokenizer_path=settings.remote_tokenizer,
+            concurrency=settings.remote_concurrency,
         )
     path, name = resolve_model(settings.model), model_name(settings.model)
     from docproc.engine.hybrid import HybridEngine, is_hybrid_checkpoint
@@ -78,7 +79,9 @@ def get_engine() -> Engine:
         )
     from docproc.engine.transformers_engine import TransformersEngine
 
-    return TransformersEngine(path, name=name, device=settings.device)
+    return TransformersEngine(
+        path, name=name, device=settings.device, batch_size=settings.generation_batch_size
+    )
 
 
 @cache

@@ -33,18 +33,22 @@ class Stopped(Exception):
 
 
 @contextmanager
-def stopping_between_layers(layers: Iterable["nn.Module"], stop: threading.Event | None) -> Iterator[None]:
-    """Raise `Stopped` before any of these layers runs once `stop` is set: a prefill of thousands of tokens
-    is one forward, so checking only between tokens would leave a long prefill unstoppable.
+def stopping_between_layers(
+    layers: Iterable["nn.Module"], stop: threading.Event | Sequence[threading.Event | None] | None
+) -> Iterator[None]:
+    """Raise `Stopped` before any of these layers runs once `stop` is set (any of them, for a batch of
+    requests): a prefill of thousands of tokens is one forward, so checking only between tokens would leave
+    a long prefill unstoppable.
 
     Only this thread's forwards are stopped: another thread may share the model under its own signal."""
-    if stop is None:
+    stops = [event for event in ([stop] if not isinstance(stop, Sequence) else stop) if event is not None]
+    if not stops:
         yield
         return
     caller = threading.get_ident()
 
     def check(*_: object) -> None:
-        if stop.is_set() and threading.get_ident() == caller:
+        if threading.get_ident() == caller and any(event.is_set() for event in stops):
             raise Stopped
 
     with ExitStack() as hooks:
@@ -59,6 +63,17 @@ class Generation:
     thinking: str | None
     input_tokens: int
     output_tokens: int
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One `Engine.generate` call's arguments, for `Engine.generate_many`."""
+
+    messages: list[dict[str, str]]
+    max_new_tokens: int
+    sampling: "Sampling | None" = None
+    stop: threading.Event | None = None
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,9 @@ class Engine(ABC):
     default_sampling: "Sampling"
     #: The model's size, where known (a remote server does not say): small ones extract, then compress.
     parameters: int | None = None
+    #: Independent generations `generate_many` runs together at most: callers that checkpoint between them
+    #: (a long document's partial summaries) hand over this many at a time.
+    batch_size: int = 1
     tokenizer: Tokenizer
 
     def encode(self, text: str) -> list[int]:
@@ -102,6 +120,21 @@ class Engine(ABC):
         """Answer the chat; with `json_schema`, with JSON valid against it (unless cut by max_new_tokens).
         Once `stop` is set, raise `Stopped` promptly: between generated tokens and within a long prefill, not
         only when the answer is complete."""
+
+    def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Answer independent chats, in order; engines that can run them together (a batch, concurrent
+        requests) do, which is where a worker's throughput comes from. Once any request's `stop` is set,
+        raise `Stopped` promptly: the others' answers are lost too (the caller runs them again if it must)."""
+        return [
+            self.generate(
+                request.messages,
+                max_new_tokens=request.max_new_tokens,
+                sampling=request.sampling,
+                stop=request.stop,
+                json_schema=request.json_schema,
+            )
+            for request in requests
+        ]
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))

@@ -6,6 +6,7 @@ Token counts: see docproc.engine.tokenizer.
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ import httpx
 import openai
 from openai.types.chat import ChatCompletionChunk
 
-from docproc.engine.base import Engine, Generation, Stopped
+from docproc.engine.base import Engine, Generation, GenerationRequest, Stopped
 from docproc.engine.tokenizer import EngineUnavailable, RemoteTokenizer
 from model.chat import split_thinking
 from model.sampling import INSTRUCT, THINKING, Sampling
@@ -45,8 +46,10 @@ class RemoteEngine(Engine):
         api_key: str = "EMPTY",
         tokenizer_path: Path | None = None,
         reconnect_waits_s: Sequence[float] = RECONNECT_WAITS_S,
+        concurrency: int = 1,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.batch_size = concurrency
         self.reconnect_waits_s = tuple(reconnect_waits_s)
         self.client = openai.OpenAI(base_url=self.base_url, api_key=api_key, max_retries=CLIENT_MAX_RETRIES)
         served = self._call(lambda: self.client.models.list().data)
@@ -115,6 +118,16 @@ class RemoteEngine(Engine):
         else:
             input_tokens, output_tokens = usage.prompt_tokens, usage.completion_tokens
         return Generation(answer, thinking or None, input_tokens, output_tokens)
+
+    def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Up to `batch_size` requests in flight at once, so that the server batches them. Each is retried
+        as `generate` retries; the first failure (or `Stopped`) is raised once the others have ended."""
+        if self.batch_size == 1 or len(requests) <= 1:
+            return super().generate_many(requests)
+        with ThreadPoolExecutor(min(self.batch_size, len(requests)), "remote-generate") as pool:
+            return list(
+                pool.map(lambda request: super(RemoteEngine, self).generate_many([request])[0], requests)
+            )
 
     def _chunks(
         self, stream: openai.Stream[ChatCompletionChunk], stop: threading.Event

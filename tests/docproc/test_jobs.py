@@ -4,6 +4,7 @@ A real API server and worker process, the default model. The worker runs on one 
 shared machine), so that uncancelled, each job below would run for far longer than the cancel is given.
 """
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,3 +82,62 @@ def test_cancel_stops_a_long_prefill(service: Service) -> None:
         )
         assert job["progress"]["tokens_total"] > 7000
         _cancel_promptly(service, client, job["id"])
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def together(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, default_model: Path
+) -> Iterator[Service]:
+    """An API with DOCPROC_BATCH_ITEMS_TOGETHER=4; the test starts the worker once it has queued a batch."""
+    data = tmp_path_factory.mktemp(f"together-{request.param}")
+    env = service_env(
+        data / "data", database_url_for(request, data), DOCPROC_BATCH_ITEMS_TOGETHER="4", OMP_NUM_THREADS="1"
+    )
+    running = Service(env, data)
+    running.start_api()
+    yield running
+    running.stop()
+
+
+def test_batch_items_run_together_each_under_its_own_lease(together: Service) -> None:
+    """Three queued items run at once in one worker, each with its own progress and result; one is cancelled
+    while they run. Their own messages, delivered afterwards, find them taken and change nothing."""
+    short = {"max_words": 10}
+    # As in test_cancel_stops_a_long_generation: minutes of generation unless cancelled.
+    endless = {"max_words": 2000, "temperature": 2.0, "top_p": 1.0, "top_k": 0}
+    with together.client() as client:
+        note = client.post("/v1/documents", files={"file": ("note.txt", SHORT_NOTE)}).json()
+        lines = [
+            {"custom_id": name, "document_id": note["id"], "options": options}
+            for name, options in (("a", short), ("b", short), ("endless", endless))
+        ]
+        jsonl = "\n".join(map(json.dumps, lines)).encode()
+        batch = client.post("/v1/batches", files={"file": ("requests.jsonl", jsonl)}).json()
+        jobs = {
+            line["custom_id"]: line["job_id"]
+            for line in map(json.loads, client.get(f"/v1/batches/{batch['id']}/results").text.splitlines())
+        }
+        worker = together.start_worker()
+
+        deadline = time.monotonic() + 300
+        while (endless_job := client.get(f"/v1/jobs/{jobs['endless']}").json())["status"] == "queued":
+            assert time.monotonic() < deadline, endless_job
+            time.sleep(0.1)
+        views = {name: client.get(f"/v1/jobs/{job_id}").json() for name, job_id in jobs.items()}
+        assert all(view["status"] != "queued" for view in views.values()), views
+        assert "runs together with" in together.log_of(worker)
+
+        _cancel_promptly(together, client, jobs["endless"])
+        for name in ("a", "b"):
+            done = together.wait_job(client, jobs[name], {"succeeded", "failed", "cancelled"})
+            assert done["status"] == "succeeded" and done["attempts"] == 1, done
+            assert done["progress"]["tokens_done"] == done["progress"]["tokens_total"] > 0
+            result = client.get(f"/v1/jobs/{jobs[name]}/result").json()
+            assert result["summary"] and result["usage"]["output_tokens"] > 0
+
+        # The items' own messages came after: each found its job taken and did nothing.
+        deadline = time.monotonic() + 60
+        while together.log_of(worker).count("not claimed") < 2:
+            assert time.monotonic() < deadline, together.log_of(worker)
+            time.sleep(0.3)
+        assert [client.get(f"/v1/jobs/{job_id}").json()["attempts"] for job_id in jobs.values()] == [1, 1, 1]

@@ -1,11 +1,14 @@
-"""The pipeline with the streaming hybrid engine: one pass, checkpoints, resume, reuse of a read document."""
+"""The pipeline with the streaming hybrid engine: one pass, checkpoints, resume, reuse of a read document; and
+hierarchically, partial summaries batch by batch."""
 
+import json
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from docproc.engine.hybrid import HybridEngine
+from docproc.engine.transformers_engine import TransformersEngine
 from docproc.ingestion import Page
 from docproc.models import DocumentState
 from docproc.pipeline import ProgressReporter, SummarizeOptions, Workspace, summarize
@@ -96,3 +99,44 @@ def test_summary_reports_usage_and_pages(engine: HybridEngine, tmp_path: Path) -
     )
     assert summary.source_pages == [[1, 2]]
     assert summary.input_tokens > 1000 and 0 < summary.output_tokens <= 32
+
+
+@pytest.fixture(scope="module")
+def batching_engine(tmp_path_factory: pytest.TempPathFactory) -> TransformersEngine:
+    """A tiny random model of attention layers alone (quick), partial summaries three at a time."""
+    path = make_random_checkpoint(
+        tmp_path_factory.mktemp("tiny-attention"),
+        model_type="qwen3_5_text",
+        layer_types=["full_attention"] * 4,
+    )
+    return TransformersEngine(path, name="tiny-attention", batch_size=3)
+
+
+def test_a_crashed_hierarchical_summary_resumes_at_its_first_unfinished_batch(
+    batching_engine: TransformersEngine, tmp_path: Path
+) -> None:
+    def run_hierarchically(workspace: Workspace, progress: Recorder) -> str:
+        options = SummarizeOptions(max_words=10, method="abstractive")
+        return summarize(
+            batching_engine,
+            PAGES,
+            options,
+            progress,
+            workspace,
+            chunk_tokens=1024,
+            checkpoint_every_tokens=1024,
+        ).text
+
+    uninterrupted = Recorder()
+    expected = run_hierarchically(Workspace(tmp_path / "a", "doc_a"), uninterrupted)
+    # Four chunks of up to 1024 tokens: progress after each batch of partial summaries (three, then one).
+    assert uninterrupted.done == [0, 3 * 1024, uninterrupted.total] and uninterrupted.total > 3 * 1024
+
+    workspace = Workspace(tmp_path / "b", "doc_b")
+    with pytest.raises(Crash):
+        run_hierarchically(workspace, Recorder(crash_at=3 * 1024))
+    assert len(json.loads(workspace.partial_summaries.read_text())) == 3
+
+    resumed = Recorder()
+    assert run_hierarchically(workspace, resumed) == expected
+    assert resumed.done == [3 * 1024, resumed.total]

@@ -3,7 +3,8 @@
 It speaks what the remote engine uses of vLLM: /v1/models (with max_model_len), /v1/chat/completions (whole,
 or streamed as server-sent events in OpenAI's chunk format), /tokenize and /detokenize. Test hooks: POST
 /test/fail makes the next N chat requests answer an error status; POST /test/config sets `TestConfig` (each
-call starts from the defaults); GET /test/stats counts chat requests and streams, and shows the last request.
+call starts from the defaults); GET /test/stats counts chat requests and streams, shows the last request and
+the most streams open at once since the last /test/config.
 
     python -m tests.docproc.engine.openai_server --model DIR --port 8001 --served-name smollm2
 """
@@ -79,6 +80,8 @@ def create_app(model_dir: Path, served_names: list[str]) -> FastAPI:
         "chat_requests": 0,
         "streams_completed": 0,
         "streams_abandoned": 0,
+        "streams_open": 0,
+        "most_streams_open": 0,
     }
     app = FastAPI()
 
@@ -183,6 +186,8 @@ def create_app(model_dir: Path, served_names: list[str]) -> FastAPI:
         ]
         if usage:
             chunks.append(event([], usage=usage))
+        hooks["streams_open"] += 1
+        hooks["most_streams_open"] = max(hooks["most_streams_open"], hooks["streams_open"])
         try:
             for chunk in chunks:
                 await asyncio.sleep(config.chunk_delay_s)
@@ -192,6 +197,8 @@ def create_app(model_dir: Path, served_names: list[str]) -> FastAPI:
         except asyncio.CancelledError:  # the client went away; Starlette cancels the response
             hooks["streams_abandoned"] += 1
             raise
+        finally:
+            hooks["streams_open"] -= 1
 
     @app.post("/tokenize")
     def tokenize(request: TokenizeRequest) -> dict[str, Any]:
@@ -212,11 +219,11 @@ def create_app(model_dir: Path, served_names: list[str]) -> FastAPI:
 
     @app.post("/test/config")
     def configure(config: TestConfig) -> None:
-        hooks["config"] = config
+        hooks.update(config=config, most_streams_open=0)
 
     @app.get("/test/stats")
     def stats() -> dict[str, Any]:
-        counts = ("chat_requests", "streams_completed", "streams_abandoned")
+        counts = ("chat_requests", "streams_completed", "streams_abandoned", "most_streams_open")
         return {name: hooks[name] for name in counts} | {"last_request": hooks.get("last_request")}
 
     return app

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from docproc.engine import Stopped
+from docproc.engine import GenerationRequest, Stopped
 from docproc.engine.remote import RemoteEngine
 from docproc.engine.tokenizer import CharEstimate, EngineUnavailable
 from docproc.ingestion import Page
@@ -152,6 +152,31 @@ def test_retries_when_the_server_answers_503(openai_server: OpenAIServer) -> Non
     openai_server.fail_next(10)  # more than the client retries
     with pytest.raises(EngineUnavailable, match=f"{openai_server.url} answered 503"):
         engine.generate(MESSAGES, max_new_tokens=4)
+    openai_server.fail_next(0)
+
+
+def test_many_requests_go_concurrently_and_answer_in_order(
+    openai_server: OpenAIServer, server_config: Callable[..., None]
+) -> None:
+    # Replies as slow as a model's (a token every 0.1 s), so that the requests overlap on the server.
+    server_config(reply="Mars is the red planet.", chunk_delay_s=0.1)
+    engine = RemoteEngine(openai_server.url, concurrency=3)
+    questions = [[{"role": "user", "content": f"Question {n}?"}] for n in range(5)]
+    requests = [GenerationRequest(messages, 8, GREEDY) for messages in questions]
+    generations = engine.generate_many(requests)
+    assert [g.text for g in generations] == ["Mars is the red planet."] * 5
+    assert openai_server.stats()["most_streams_open"] == 3
+
+
+def test_many_requests_retry_and_fail_as_one_does(openai_server: OpenAIServer) -> None:
+    engine = RemoteEngine(openai_server.url, concurrency=4)
+    requests = [GenerationRequest(MESSAGES, 4, GREEDY)] * 4
+    openai_server.fail_next(2)
+    assert all(g.output_tokens > 0 for g in engine.generate_many(requests))
+
+    openai_server.fail_next(100)  # more than the client retries, for every request
+    with pytest.raises(EngineUnavailable, match=f"{openai_server.url} answered 503"):
+        engine.generate_many(requests)
     openai_server.fail_next(0)
 
 

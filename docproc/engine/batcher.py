@@ -1,0 +1,114 @@
+"""Several threads' generations as one: the jobs a worker runs together share the model's batches.
+
+Each thread runs one job as it would alone and calls `generate` / `generate_many` on a `Batcher`; a call
+waits until every thread still running is waiting too (or has left), and then one of them runs all the
+waiting requests as one `generate_many` of the wrapped engine. A thread that is ranking sentences or
+writing progress is waited for, so no batch goes out half full while another request is seconds away.
+"""
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from docproc.engine.base import Engine, Generation, GenerationRequest, Stopped
+
+if TYPE_CHECKING:
+    from model.sampling import Sampling
+
+
+@dataclass
+class _Call:
+    """One thread's waiting requests, and their answers or the error once run."""
+
+    requests: Sequence[GenerationRequest]
+    generations: list[Generation] | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class Batcher(Engine):
+    """The wrapped engine, shared by `participants` threads, each of which calls `leave` when it is done."""
+
+    def __init__(self, engine: Engine, participants: int) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self.context_tokens = engine.context_tokens
+        self.default_sampling = engine.default_sampling
+        self.parameters = engine.parameters
+        self.batch_size = engine.batch_size
+        self.tokenizer = engine.tokenizer
+        self._participants = participants
+        self._waiting: list[_Call] = []
+        self._running = False
+        self._changed = threading.Condition()
+
+    def leave(self) -> None:
+        """This thread makes no more calls: the others no longer wait for it."""
+        with self._changed:
+            self._participants -= 1
+            self._changed.notify_all()
+
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_new_tokens: int,
+        sampling: "Sampling | None" = None,
+        stop: threading.Event | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Generation:
+        return self.generate_many([GenerationRequest(messages, max_new_tokens, sampling, stop, json_schema)])[
+            0
+        ]
+
+    def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        call = _Call(requests)
+        with self._changed:
+            self._waiting.append(call)
+            self._changed.notify_all()
+            while not call.done:
+                if not self._running and len(self._waiting) >= self._participants:
+                    self._run_waiting()
+                else:
+                    self._changed.wait()
+        if call.error is not None:
+            raise call.error
+        assert call.generations is not None
+        return call.generations
+
+    def _run_waiting(self) -> None:
+        """Run every waiting call as one batch, outside the lock (called and returning with it held)."""
+        calls, self._waiting = self._waiting, []
+        self._running = True
+        self._changed.release()
+        try:
+            again = self._run(calls)
+        finally:
+            self._changed.acquire()
+            self._running = False
+        # Calls that lost their answers to another's stop are run again with the next batch.
+        self._waiting[:0] = again
+        self._changed.notify_all()
+
+    def _run(self, calls: list[_Call]) -> list[_Call]:
+        """Answer the calls; returns those to run again."""
+        try:
+            generations = self.engine.generate_many([request for call in calls for request in call.requests])
+        except Stopped:
+            # One job's stop ended the whole batch: it stops, the others go again.
+            stopped = [
+                call for call in calls if any(r.stop is not None and r.stop.is_set() for r in call.requests)
+            ] or calls
+            for call in stopped:
+                call.error, call.done = Stopped(), True
+            return [call for call in calls if call not in stopped]
+        except Exception as exc:  # every job of the batch gets the engine's failure, as it would alone
+            for call in calls:
+                call.error, call.done = exc, True
+            return []
+        start = 0
+        for call in calls:
+            call.generations, call.done = generations[start : start + len(call.requests)], True
+            start += len(call.requests)
+        return []

@@ -1,0 +1,64 @@
+"""The transformers engine with the default model: batched generation answers as one at a time does."""
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from docproc.engine import GenerationRequest, Stopped
+from docproc.engine.transformers_engine import TransformersEngine
+from model.sampling import GREEDY
+
+# Of different lengths, so that the batch pads most of them.
+TEXTS = [
+    "Water boils at 100 degrees Celsius at sea level.",
+    "The committee approved a budget of 4.2 million euros for the new library, which opens in 2026, and "
+    "postponed the vote on parking until the spring.",
+    "The cooperative's solar roofs produced 1.2 GWh in 2025, 14% more than planned.",
+    "The report describes three failures of the pump in one winter, traces them to worn seals, and "
+    "recommends replacing the seals every six months; maintenance costs rose by 12% last year.",
+]
+SCHEMA = {
+    "type": "object",
+    "properties": {"year": {"type": "integer"}},
+    "required": ["year"],
+    "additionalProperties": False,
+}
+
+
+@pytest.fixture(scope="module")
+def engine(default_model: Path) -> TransformersEngine:
+    return TransformersEngine(default_model, name="SmolLM2-135M-Instruct", batch_size=3)
+
+
+def request(
+    text: str,
+    max_new_tokens: int = 32,
+    stop: threading.Event | None = None,
+    json_schema: dict[str, object] | None = None,
+) -> GenerationRequest:
+    messages = [{"role": "user", "content": f"Summarize in one sentence: {text}"}]
+    return GenerationRequest(messages, max_new_tokens, GREEDY, stop, json_schema)
+
+
+def test_batched_greedy_answers_equal_one_at_a_time(engine: TransformersEngine) -> None:
+    # Four requests in batches of three, one with a JSON Schema (run alone) and one with another length limit.
+    requests = [request(text) for text in TEXTS] + [
+        request(TEXTS[2], json_schema=SCHEMA),
+        request(TEXTS[0], max_new_tokens=8),
+    ]
+    together = engine.generate_many(requests)
+    alone = [engine.generate_many([one])[0] for one in requests]
+    assert [g.text for g in together] == [g.text for g in alone]
+    assert [(g.input_tokens, g.output_tokens) for g in together] == [
+        (g.input_tokens, g.output_tokens) for g in alone
+    ]
+    assert all(g.text for g in together) and together[-1].output_tokens <= 8
+    assert '"year"' in together[4].text
+
+
+def test_a_stop_ends_the_whole_batch(engine: TransformersEngine) -> None:
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Stopped):
+        engine.generate_many([request(TEXTS[0]), request(TEXTS[1], stop=stop)])
