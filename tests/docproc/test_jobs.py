@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Service, database_url_for, service_env
+from tests.conftest import Service, database_url_for, isolated_broker_url, service_env
 
 LONG_TEXT = Path("/usr/share/common-licenses/GPL-3")
 SHORT_NOTE = b"The cooperative's solar roofs produced 1.2 GWh in 2025, 14% more than planned."
@@ -88,10 +88,15 @@ def test_cancel_stops_a_long_prefill(service: Service) -> None:
 def together(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, default_model: Path
 ) -> Iterator[Service]:
-    """An API with DOCPROC_BATCH_ITEMS_TOGETHER=4; the test starts the worker once it has queued a batch."""
+    """An API with DOCPROC_BATCH_ITEMS_TOGETHER=4; the test starts the worker once it has queued a batch.
+    Its queue is a Redis database of its own: other modules' workers still running would take the items."""
     data = tmp_path_factory.mktemp(f"together-{request.param}")
     env = service_env(
-        data / "data", database_url_for(request, data), DOCPROC_BATCH_ITEMS_TOGETHER="4", OMP_NUM_THREADS="1"
+        data / "data",
+        database_url_for(request, data),
+        DOCPROC_BROKER_URL=isolated_broker_url(),
+        DOCPROC_BATCH_ITEMS_TOGETHER="4",
+        OMP_NUM_THREADS="1",
     )
     running = Service(env, data)
     running.start_api()

@@ -46,7 +46,8 @@ def test_job_progress_then_the_final_status_and_a_resume(live_service: Service) 
     names = [name for _, name, _ in events]
     assert names[-1] == "status" and set(names[:-1]) == {"progress"}
     done = [view["progress"]["tokens_done"] for _, _, view in events]
-    assert done == sorted(done) and len(set(done)) >= 4, done  # tokens advanced in several steps
+    # Tokens advanced in steps (partial summaries go DOCPROC_GENERATION_BATCH_SIZE at a time): none, some, all
+    assert done == sorted(done) and len(set(done)) >= 3, done
     assert all(view["id"] == job["id"] for _, _, view in events)
     assert events[-1][2] == final_view and final_view["status"] == "succeeded"
     # A client that reconnects after the end gets the final event again, with the next id, and the end.
