@@ -174,41 +174,54 @@ class Service:
         raise TimeoutError(f"job {job_id} still {job['status']}; logs in {self.log_dir}")
 
 
-def database_url_for(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A SQLite file under tmp_path, or this session's PostgreSQL database, by the fixture's param."""
+@contextlib.contextmanager
+def database_for(request: pytest.FixtureRequest, directory: Path) -> Iterator[str]:
+    """For a service that outlives one test: a SQLite file under `directory`, or a PostgreSQL database of its
+    own, by the fixture's param. A service's sweep removes the state rows whose files are not in its data
+    directory, so services running at the same time must not share a database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{directory / 'docproc.db'}"
+    else:
+        with fresh_postgres_database("docproc_service") as url:
+            yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, default_model: Path) -> str:
+    """A SQLite file under tmp_path, or this session's PostgreSQL database (one test's service at a time)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'docproc.db'}"
     return request.getfixturevalue("postgres_database")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, default_model: Path) -> str:
-    return database_url_for(request, tmp_path)
-
-
 @pytest.fixture(scope="session")
-def running_service(tmp_path_factory: pytest.TempPathFactory, postgres_database: str) -> Iterator[Service]:
+def running_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """An API with two keys (`service.keys`) and one worker on PostgreSQL, for the whole session, with
     retention on (DOCPROC_RETENTION_DAYS=1) and a tiny random Qwen3-Next model (plumbing, not output: it
-    streams a document in seconds). Tests must not depend on each other's data."""
+    streams a document in seconds). Tests must not depend on each other's data.
+
+    Its database is its own (`service.env["DOCPROC_DATABASE_URL"]`; see `database_for`)."""
     from model.testing import make_random_checkpoint
 
     tmp_path = tmp_path_factory.mktemp("running-service")
     keys = [f"key-{uuid.uuid4().hex}", f"key-{uuid.uuid4().hex}"]
-    env = service_env(
-        tmp_path / "data",
-        postgres_database,
-        DOCPROC_BROKER_URL=isolated_broker_url(),
-        DOCPROC_API_KEYS=",".join(keys),
-        DOCPROC_RETENTION_DAYS="1",
-        DOCPROC_MODEL=str(make_random_checkpoint(tmp_path / "qwen3-next-tiny")),
-    )
-    service = Service(env, tmp_path)
-    service.keys = keys
-    service.start_api()
-    service.start_worker()
-    yield service
-    service.stop()
+    with fresh_postgres_database("docproc_running") as database_url:
+        env = service_env(
+            tmp_path / "data",
+            database_url,
+            DOCPROC_BROKER_URL=isolated_broker_url(),
+            DOCPROC_API_KEYS=",".join(keys),
+            DOCPROC_RETENTION_DAYS="1",
+            DOCPROC_MODEL=str(make_random_checkpoint(tmp_path / "qwen3-next-tiny")),
+        )
+        service = Service(env, tmp_path)
+        service.keys = keys
+        try:
+            service.start_api()
+            service.start_worker()
+            yield service
+        finally:
+            service.stop()
 
 
 # The live service's webhook signing secret (Standard Webhooks format: "whsec_" and base64).

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Service, database_url_for, isolated_broker_url, service_env
+from tests.conftest import Service, database_for, isolated_broker_url, service_env
 
 LONG_TEXT = Path("/usr/share/common-licenses/GPL-3")
 SHORT_NOTE = b"The cooperative's solar roofs produced 1.2 GWh in 2025, 14% more than planned."
@@ -26,13 +26,13 @@ def service(
 ) -> Iterator[Service]:
     """API and one worker whose chunks fill SmolLM2's whole context: one chunk's prefill is a long forward."""
     data = tmp_path_factory.mktemp(f"cancel-{request.param}")
-    database_url = database_url_for(request, data)
-    env = service_env(data / "data", database_url, DOCPROC_CHUNK_TOKENS="8192", OMP_NUM_THREADS="1")
-    running = Service(env, data)
-    running.start_api()
-    running.start_worker()
-    yield running
-    running.stop()
+    with database_for(request, data) as database_url:
+        env = service_env(data / "data", database_url, DOCPROC_CHUNK_TOKENS="8192", OMP_NUM_THREADS="1")
+        running = Service(env, data)
+        running.start_api()
+        running.start_worker()
+        yield running
+        running.stop()
 
 
 def _start_job(service: Service, client: httpx.Client, text: bytes, options: dict[str, object]) -> dict:
@@ -91,17 +91,18 @@ def together(
     """An API with DOCPROC_BATCH_ITEMS_TOGETHER=4; the test starts the worker once it has queued a batch.
     Its queue is a Redis database of its own: other modules' workers still running would take the items."""
     data = tmp_path_factory.mktemp(f"together-{request.param}")
-    env = service_env(
-        data / "data",
-        database_url_for(request, data),
-        DOCPROC_BROKER_URL=isolated_broker_url(),
-        DOCPROC_BATCH_ITEMS_TOGETHER="4",
-        OMP_NUM_THREADS="1",
-    )
-    running = Service(env, data)
-    running.start_api()
-    yield running
-    running.stop()
+    with database_for(request, data) as database_url:
+        env = service_env(
+            data / "data",
+            database_url,
+            DOCPROC_BROKER_URL=isolated_broker_url(),
+            DOCPROC_BATCH_ITEMS_TOGETHER="4",
+            OMP_NUM_THREADS="1",
+        )
+        running = Service(env, data)
+        running.start_api()
+        yield running
+        running.stop()
 
 
 def test_batch_items_run_together_each_under_its_own_lease(together: Service) -> None:

@@ -18,7 +18,7 @@ def notes() -> dict[str, tuple[str, bytes]]:
 
 
 def test_the_sweep_deletes_expired_documents_jobs_and_batches_with_their_files(
-    running_service: Service, postgres_database: str
+    running_service: Service,
 ) -> None:
     with running_service.client(running_service.keys[1]) as client:
         document, kept = (client.post("/v1/documents", files=notes()).json() for _ in range(2))
@@ -61,7 +61,7 @@ def test_the_sweep_deletes_expired_documents_jobs_and_batches_with_their_files(
         path.write_bytes(b"state")
     assert blob.exists() and kept_blob.exists()
 
-    libpq_url = postgres_database.replace("postgresql+psycopg://", "postgresql://")
+    libpq_url = running_service.env["DOCPROC_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(libpq_url, autocommit=True) as connection:
         past = datetime.now(UTC) - timedelta(seconds=1)
         for table, row_id in (

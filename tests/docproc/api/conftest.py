@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Service, database_url_for, service_env
+from tests.conftest import Service, database_for, service_env
 
 
 def start_api(database_url: str, tmp_path: Path, **extra_env: str) -> Service:
@@ -37,7 +37,7 @@ def module_api(
 ) -> Iterator[Service]:
     """One server for a whole test module, on each database; tests must not depend on each other's data."""
     tmp_path = tmp_path_factory.mktemp(f"api-{request.param}")
-    database_url = database_url_for(request, tmp_path)
-    service = start_api(database_url, tmp_path, **getattr(request.module, "API_ENV", {}))
-    yield service
-    service.stop()
+    with database_for(request, tmp_path) as database_url:
+        service = start_api(database_url, tmp_path, **getattr(request.module, "API_ENV", {}))
+        yield service
+        service.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Service, database_url_for, service_env
+from tests.conftest import Service, database_for, service_env
 
 LONG_TEXT = Path("/usr/share/common-licenses/GPL-3")
 NOTE = b"The cooperative installed solar panels on forty roofs and a shared battery in the village hall."
@@ -23,16 +23,16 @@ def service(
 ) -> Iterator[Service]:
     """An API with two keys (`service.keys`); a test starts the worker once it has queued its items."""
     tmp_path = tmp_path_factory.mktemp(f"batches-{request.param}")
-    database_url = database_url_for(request, tmp_path)
     keys = [f"key-{uuid.uuid4().hex}", f"key-{uuid.uuid4().hex}"]
-    env = service_env(
-        tmp_path / "data", database_url, DOCPROC_API_KEYS=",".join(keys), DOCPROC_CHUNK_TOKENS="256"
-    )
-    running = Service(env, tmp_path)
-    running.keys = keys
-    running.start_api()
-    yield running
-    running.stop()
+    with database_for(request, tmp_path) as database_url:
+        env = service_env(
+            tmp_path / "data", database_url, DOCPROC_API_KEYS=",".join(keys), DOCPROC_CHUNK_TOKENS="256"
+        )
+        running = Service(env, tmp_path)
+        running.keys = keys
+        running.start_api()
+        yield running
+        running.stop()
 
 
 def start_worker_once(service: Service) -> None:
