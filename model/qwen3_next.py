@@ -448,22 +448,25 @@ class SparseMoE(nn.Module):
         if self.renormalize:
             weights = weights / weights.sum(-1, keepdim=True)
         weights = weights.to(x.dtype)
+        shared = torch.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)  # [N, D]
+        if x.shape[0] == 1:  # decoding: the token's k experts, without grouping rows
+            chosen = zip(experts[0].tolist(), weights[0], strict=True)
+            routed = [self.expert(expert, x) * weight for expert, weight in chosen]
+            return (sum(routed) + shared).view(B, T, D)
         # Sort the (token, slot) pairs by expert so each expert multiplies one contiguous group of rows.
         order = experts.flatten().argsort(stable=True)  # [N*k]
         token_of_row = order // self.top_k
         rows_per_expert = torch.bincount(experts.flatten(), minlength=self.gate_up_proj.shape[0]).tolist()
-        routed = x.index_select(0, token_of_row)  # [N*k, D]
-        outputs = []
-        for expert, rows in enumerate(routed.split(rows_per_expert)):
-            if rows.shape[0] == 0:
-                continue
-            gate_up_proj, down_proj = self.expert_weights(expert, rows.dtype)
-            gate, up = F.linear(rows, gate_up_proj).chunk(2, dim=-1)  # [n, I]
-            outputs.append(F.linear(F.silu(gate) * up, down_proj))  # [n, D]
+        rows = x.index_select(0, token_of_row).split(rows_per_expert)  # per expert: [n, D]
+        outputs = [self.expert(expert, group) for expert, group in enumerate(rows) if group.shape[0]]
         routed_out = torch.cat(outputs) * weights.flatten()[order, None]  # [N*k, D]
-        out = torch.zeros_like(x).index_add_(0, token_of_row, routed_out)
-        out = out + torch.sigmoid(self.shared_expert_gate(x)) * self.shared_expert(x)
-        return out.view(B, T, D)
+        return (torch.zeros_like(x).index_add_(0, token_of_row, routed_out) + shared).view(B, T, D)
+
+    def expert(self, expert: int, rows: Tensor) -> Tensor:
+        """One expert's SwiGLU MLP over its rows [n, D] -> [n, D]."""
+        gate_up_proj, down_proj = self.expert_weights(expert, rows.dtype)
+        gate, up = F.linear(rows, gate_up_proj).chunk(2, dim=-1)  # [n, I]
+        return F.linear(F.silu(gate) * up, down_proj)
 
 
 class DecoderLayer(nn.Module):
@@ -521,6 +524,10 @@ class HybridLM(nn.Module):
         devices = [device] if isinstance(device, str | torch.device) else list(device)
         # As the weights will report them ("cuda" → cuda:0), since devices key the per-device rotary tables.
         resolved = [torch.empty(0, device=d).device for d in devices]
+        if any(d.type == "cpu" for d in resolved):
+            # The delta rule's decay products underflow into denormal floats, which x86 cores compute about
+            # 100x slower (prefill 4x slower overall): flush them to zero. Process-wide; below 1e-38 only.
+            torch.set_flush_denormal(True)
         return load_pretrained(cls, ModelArgs.from_dir(path), Path(path), resolved, dtype)
 
     def place(self, layer_devices: list[torch.device]) -> None:

@@ -5,7 +5,7 @@ Letters: B batch, T time, D channels, W kernel width (4 in Qwen3-Next).
 
 import torch
 
-from kernels.causal_conv1d.reference import causal_conv1d_reference
+from kernels.causal_conv1d.reference import causal_conv1d_reference, causal_conv1d_update_reference
 from kernels.dispatch import use_triton
 
 _ACTIVATIONS = ("silu", None)
@@ -88,5 +88,8 @@ def causal_conv1d_update(
     """
     if x.dim() != 2:
         raise ValueError(f"x must be [B, D] for one decoding step; got {tuple(x.shape)}")
-    y, new_state = causal_conv1d(x.unsqueeze(1), weight, bias, conv_state, True, activation)
-    return y.squeeze(1), new_state
+    if use_triton(x):
+        y, new_state = causal_conv1d(x.unsqueeze(1), weight, bias, conv_state, True, activation)
+        return y.squeeze(1), new_state
+    _check_inputs(x.unsqueeze(1), weight, bias, conv_state, activation)
+    return causal_conv1d_update_reference(x, conv_state, weight, bias, activation)

@@ -38,6 +38,24 @@ def causal_conv1d_reference(
     return y.to(x.dtype), final_state
 
 
+def causal_conv1d_update_reference(
+    x: torch.Tensor,
+    conv_state: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    activation: str | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step, shapes as in `kernels.causal_conv1d_update`: the W inputs ending at x times the filter
+    (five operations: a decoding step is bound by their count, not their arithmetic)."""
+    window = torch.cat([conv_state.to(x.dtype), x.unsqueeze(-1)], dim=-1)  # [B, D, W]
+    y = (window.to(torch.float32) * weight.to(torch.float32)).sum(-1)  # [B, D]
+    if bias is not None:
+        y = y + bias.float()
+    if activation == "silu":
+        y = F.silu(y)
+    return y.to(x.dtype), window[:, :, 1:].contiguous()
+
+
 def last_inputs(x_ext: torch.Tensor, W: int) -> torch.Tensor:
     """The next conv state: the last W-1 steps of [B, D, T'] inputs (T' >= W-1), as [B, D, W-1]."""
     return x_ext[:, :, -(W - 1) :].contiguous()
