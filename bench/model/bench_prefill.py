@@ -11,6 +11,7 @@ test tokenizer, so 1M needs no repetition); and uniform random ids. Writes resul
 
     python bench/model/bench_prefill.py                      # the default plan, ~55 min on 2 cores
     python bench/model/bench_prefill.py --lengths 16384 --ours-only
+    python bench/model/bench_prefill.py --lengths 65536 --hf-single-max 0 --random-max 0 --repeats 3
 """
 
 import argparse
@@ -18,6 +19,7 @@ import itertools
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -169,6 +171,7 @@ def measure(
     tokens: Path,
     timeout: float,
     threads: int,
+    repeats: int,
 ) -> Measurement:
     command = [
         sys.executable,
@@ -181,16 +184,23 @@ def measure(
     ]
     command.append(str(threads))
     label = f"{IMPLEMENTATIONS[implementation]:22s} {source:6s} {length:>9,}"
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        print(f"{label}: timeout after {timeout:.0f}s", flush=True)
-        return Measurement(implementation, source, length, note=f"timeout >{timeout:.0f}s")
-    if done.returncode != 0:
-        reason = (done.stderr.strip().splitlines() or ["?"])[-1][:80]
-        print(f"{label}: failed: {reason}", flush=True)
-        return Measurement(implementation, source, length, note=f"failed: {reason}")
-    result = Measurement(implementation, source, length, **json.loads(done.stdout.strip().splitlines()[-1]))
+    runs = []
+    for _ in range(repeats):
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{label}: timeout after {timeout:.0f}s", flush=True)
+            return Measurement(implementation, source, length, note=f"timeout >{timeout:.0f}s")
+        if done.returncode != 0:
+            reason = (done.stderr.strip().splitlines() or ["?"])[-1][:80]
+            print(f"{label}: failed: {reason}", flush=True)
+            return Measurement(implementation, source, length, note=f"failed: {reason}")
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    # Each figure is its median over the runs (decode speed in particular varies from process to process).
+    figures = {
+        key: None if runs[0][key] is None else statistics.median(run[key] for run in runs) for key in runs[0]
+    }
+    result = Measurement(implementation, source, length, **figures)
     print(
         f"{label}: {result.prefill_tokens_per_s:8.0f} tok/s, peak {result.peak_rss_mib:7.0f} MiB", flush=True
     )
@@ -291,6 +301,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads per run")
     parser.add_argument("--timeout", type=float, default=7200, help="seconds per measurement")
     parser.add_argument("--ours-only", action="store_true")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per measurement; figures are medians")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     lengths = [int(n) for n in args.lengths.split(",")]
@@ -326,13 +337,21 @@ def main() -> None:
                         continue
                     results.append(
                         measure(
-                            implementation, source, length, checkpoint, tokens[source], args.timeout, threads
+                            implementation,
+                            source,
+                            length,
+                            checkpoint,
+                            tokens[source],
+                            args.timeout,
+                            threads,
+                            args.repeats,
                         )
                     )
     args.out.mkdir(parents=True, exist_ok=True)
     header = (
         f"Prefill on {os.cpu_count()} CPU cores, torch {torch.__version__}, "
         f"{threads} threads, float32, denormals flushed to zero in every run, chunk {CHUNK}, "
+        f"median of {args.repeats} run(s) per row, "
         f"decode {DECODE_TOKENS} tokens after the document. Config: "
         + ", ".join(f"{k}={v}" for k, v in BENCH_CONFIG.items())
         + f". Total bench time {(time.time() - started) / 60:.1f} min."
