@@ -150,6 +150,16 @@ class Service:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
+    @contextlib.contextmanager
+    def running(self) -> Iterator["Service"]:
+        """The API and one worker, stopped on leaving."""
+        try:
+            self.start_api()
+            self.start_worker()
+            yield self
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
@@ -216,12 +226,8 @@ def running_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servic
         )
         service = Service(env, tmp_path)
         service.keys = keys
-        try:
-            service.start_api()
-            service.start_worker()
+        with service.running():
             yield service
-        finally:
-            service.stop()
 
 
 # The live service's webhook signing secret (Standard Webhooks format: "whsec_" and base64).

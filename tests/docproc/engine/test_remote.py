@@ -231,13 +231,8 @@ def test_local_tokenizer(openai_server: OpenAIServer, default_model: Path) -> No
 def remote_service(model_url: str, data_dir: Path) -> Iterator[Service]:
     """API and worker on the remote engine: neither loads a model."""
     env = service_env(data_dir, f"sqlite:///{data_dir}.db", DOCPROC_MODEL=model_url)
-    service = Service(env, data_dir.parent)
-    try:
-        service.start_api()
-        service.start_worker()
+    with Service(env, data_dir.parent).running() as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture(scope="class")
