@@ -125,16 +125,17 @@ class Engine(ABC):
         """Answer independent chats, in order; engines that can run them together (a batch, concurrent
         requests) do, which is where a worker's throughput comes from. Once any request's `stop` is set,
         raise `Stopped` promptly: the others' answers are lost too (the caller runs them again if it must)."""
-        return [
-            self.generate(
-                request.messages,
-                max_new_tokens=request.max_new_tokens,
-                sampling=request.sampling,
-                stop=request.stop,
-                json_schema=request.json_schema,
-            )
-            for request in requests
-        ]
+        return [self.generate_request(request) for request in requests]
+
+    def generate_request(self, request: GenerationRequest) -> Generation:
+        """`generate` with one request's arguments."""
+        return self.generate(
+            request.messages,
+            max_new_tokens=request.max_new_tokens,
+            sampling=request.sampling,
+            stop=request.stop,
+            json_schema=request.json_schema,
+        )
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
@@ -157,6 +158,25 @@ class Engine(ABC):
                     ids = []
         if ids:
             yield Chunk(self.decode(ids), first_page, last_page, len(ids))
+
+
+class BatchEngine(Engine):
+    """An engine whose own way is several chats at once (`generate_many`): one chat is a batch of one."""
+
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_new_tokens: int,
+        sampling: "Sampling | None" = None,
+        stop: threading.Event | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> Generation:
+        request = GenerationRequest(messages, max_new_tokens, sampling, stop, json_schema)
+        return self.generate_many([request])[0]
+
+    @abstractmethod
+    def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation]: ...
 
 
 class StreamingEngine(Engine):

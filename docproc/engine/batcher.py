@@ -9,12 +9,8 @@ writing progress is waited for, so no batch goes out half full while another req
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from docproc.engine.base import Engine, Generation, GenerationRequest, Stopped
-
-if TYPE_CHECKING:
-    from model.sampling import Sampling
+from docproc.engine.base import BatchEngine, Engine, Generation, GenerationRequest, Stopped
 
 
 @dataclass
@@ -27,7 +23,7 @@ class _Call:
     done: bool = False
 
 
-class Batcher(Engine):
+class Batcher(BatchEngine):
     """The wrapped engine, shared by `participants` threads, each of which calls `leave` when it is done."""
 
     def __init__(self, engine: Engine, participants: int) -> None:
@@ -48,19 +44,6 @@ class Batcher(Engine):
         with self._changed:
             self._participants -= 1
             self._changed.notify_all()
-
-    def generate(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_new_tokens: int,
-        sampling: "Sampling | None" = None,
-        stop: threading.Event | None = None,
-        json_schema: dict[str, Any] | None = None,
-    ) -> Generation:
-        return self.generate_many([GenerationRequest(messages, max_new_tokens, sampling, stop, json_schema)])[
-            0
-        ]
 
     def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         call = _Call(requests)

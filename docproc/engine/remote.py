@@ -125,9 +125,7 @@ class RemoteEngine(Engine):
         if self.batch_size == 1 or len(requests) <= 1:
             return super().generate_many(requests)
         with ThreadPoolExecutor(min(self.batch_size, len(requests)), "remote-generate") as pool:
-            return list(
-                pool.map(lambda request: super(RemoteEngine, self).generate_many([request])[0], requests)
-            )
+            return list(pool.map(self.generate_request, requests))
 
     def _chunks(
         self, stream: openai.Stream[ChatCompletionChunk], stop: threading.Event

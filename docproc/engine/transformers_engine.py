@@ -1,16 +1,14 @@
 """An engine on Hugging Face transformers: any local causal-LM checkpoint directory or GGUF file."""
 
-import threading
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import llguidance
 import torch
 from transformers import AutoModelForCausalLM, LogitsProcessor, LogitsProcessorList, StaticCache
 
-from docproc.engine.base import Engine, Generation, GenerationRequest, stopping_between_layers
+from docproc.engine.base import BatchEngine, Generation, GenerationRequest, stopping_between_layers
 from docproc.engine.grammar import JsonGrammar, grammar_tokenizer
 from docproc.engine.tokenizer import HFTokenizer
 from model.chat import split_thinking
@@ -30,7 +28,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
         return self.grammar.mask(input_ids[0, self.prompt_tokens :].tolist(), scores)
 
 
-class TransformersEngine(Engine):
+class TransformersEngine(BatchEngine):
     def __init__(self, path: Path, *, name: str, device: str = "cpu", batch_size: int = 1) -> None:
         self.tokenizer = HFTokenizer.from_path(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
@@ -49,18 +47,6 @@ class TransformersEngine(Engine):
     @cached_property
     def grammar_tokenizer(self) -> llguidance.LLTokenizer:
         return grammar_tokenizer(self.tokenizer.hf, self.model.config.vocab_size)
-
-    def generate(
-        self,
-        messages: list[dict[str, str]],
-        *,
-        max_new_tokens: int,
-        sampling: Sampling | None = None,
-        stop: threading.Event | None = None,
-        json_schema: dict[str, Any] | None = None,
-    ) -> Generation:
-        request = GenerationRequest(messages, max_new_tokens, sampling, stop, json_schema)
-        return self.generate_many([request])[0]
 
     def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Requests with equal sampling and length limit run in batches of `batch_size`, prompts of similar

@@ -28,11 +28,8 @@ def service(
     data = tmp_path_factory.mktemp(f"cancel-{request.param}")
     with database_for(request, data) as database_url:
         env = service_env(data / "data", database_url, DOCPROC_CHUNK_TOKENS="8192", OMP_NUM_THREADS="1")
-        running = Service(env, data)
-        running.start_api()
-        running.start_worker()
-        yield running
-        running.stop()
+        with Service(env, data).running() as running:
+            yield running
 
 
 def _start_job(service: Service, client: httpx.Client, text: bytes, options: dict[str, object]) -> dict:
