@@ -241,6 +241,7 @@ def run_job(job_id: str, engine_factory: Callable[[], Engine]) -> None:
     threads = [threading.Thread(target=run, args=(one,), name=f"job-{one}") for one in [job_id, *mates]]
     for thread in threads:
         thread.start()
+    batcher.serve()  # the model runs on this thread
     for thread in threads:
         thread.join()
 

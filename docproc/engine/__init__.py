@@ -80,7 +80,11 @@ def get_engine() -> Engine:
     from docproc.engine.transformers_engine import TransformersEngine
 
     return TransformersEngine(
-        path, name=name, device=settings.device, batch_size=settings.generation_batch_size
+        path,
+        name=name,
+        device=settings.device,
+        batch_size=settings.generation_batch_size,
+        cache_bytes=settings.generation_cache_bytes,
     )
 
 

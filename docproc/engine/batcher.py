@@ -1,9 +1,14 @@
 """Several threads' generations as one: the jobs a worker runs together share the model's batches.
 
 Each thread runs one job as it would alone and calls `generate` / `generate_many` on a `Batcher`; a call
-waits until every thread still running is waiting too (or has left), and then one of them runs all the
-waiting requests as one `generate_many` of the wrapped engine. A thread that is ranking sentences or
-writing progress is waited for, so no batch goes out half full while another request is seconds away.
+waits until every thread still running is waiting too (or has left). The thread that made the Batcher
+meanwhile `serve`s: it runs all the waiting requests as one `generate_many` of the wrapped engine. A thread
+that is ranking sentences or writing progress is waited for, so no batch goes out half full while another
+request is seconds away.
+
+The model runs on the serving thread (the worker's own), never on the jobs' threads: each thread that runs
+torch gets an OpenMP thread team of its own, and with more teams' threads than cores libgomp stops spinning
+between parallel regions, which made a decoding step 1.5-2x slower on a job's thread (bench/throughput).
 """
 
 import threading
@@ -24,7 +29,8 @@ class _Call:
 
 
 class Batcher(BatchEngine):
-    """The wrapped engine, shared by `participants` threads, each of which calls `leave` when it is done."""
+    """The wrapped engine, shared by `participants` threads, each of which calls `leave` when it is done; the
+    thread that made it calls `serve` meanwhile."""
 
     def __init__(self, engine: Engine, participants: int) -> None:
         self.engine = engine
@@ -36,7 +42,6 @@ class Batcher(BatchEngine):
         self.tokenizer = engine.tokenizer
         self._participants = participants
         self._waiting: list[_Call] = []
-        self._running = False
         self._changed = threading.Condition()
 
     def leave(self) -> None:
@@ -51,28 +56,29 @@ class Batcher(BatchEngine):
             self._waiting.append(call)
             self._changed.notify_all()
             while not call.done:
-                if not self._running and len(self._waiting) >= self._participants:
-                    self._run_waiting()
-                else:
-                    self._changed.wait()
+                self._changed.wait()
         if call.error is not None:
             raise call.error
         assert call.generations is not None
         return call.generations
 
-    def _run_waiting(self) -> None:
-        """Run every waiting call as one batch, outside the lock (called and returning with it held)."""
-        calls, self._waiting = self._waiting, []
-        self._running = True
-        self._changed.release()
-        try:
-            again = self._run(calls)
-        finally:
-            self._changed.acquire()
-            self._running = False
-        # Calls that lost their answers to another's stop are run again with the next batch.
-        self._waiting[:0] = again
-        self._changed.notify_all()
+    def serve(self) -> None:
+        """Run the waiting calls as one batch whenever every participant still running waits, until all have
+        left (on the thread that made the Batcher, while the participants' threads run)."""
+        with self._changed:
+            while self._participants > 0 or self._waiting:
+                if not self._waiting or len(self._waiting) < self._participants:
+                    self._changed.wait()
+                    continue
+                calls, self._waiting = self._waiting, []
+                self._changed.release()
+                try:
+                    again = self._run(calls)
+                finally:
+                    self._changed.acquire()
+                # Calls that lost their answers to another's stop are run again with the next batch.
+                self._waiting[:0] = again
+                self._changed.notify_all()
 
     def _run(self, calls: list[_Call]) -> list[_Call]:
         """Answer the calls; returns those to run again."""

@@ -1,12 +1,30 @@
-"""An engine on Hugging Face transformers: any local causal-LM checkpoint directory or GGUF file."""
+"""An engine on Hugging Face transformers: any local causal-LM checkpoint directory or GGUF file.
 
-from collections.abc import Sequence
+Batched rows get the numbers a batch of one gets, so batched greedy text is one-at-a-time text (no near tie
+goes the other way): each prompt is read alone; a decoding step multiplies its rows in tiles of `ROW_TILE` (a
+row's product is then the same whatever the others) and each row attends to its own cached tokens alone."""
+
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
 import llguidance
 import torch
-from transformers import AutoModelForCausalLM, LogitsProcessor, LogitsProcessorList, StaticCache
+from torch import nn
+from transformers import (
+    AttentionInterface,
+    AttentionMaskInterface,
+    AutoModelForCausalLM,
+    DynamicCache,
+    LogitsProcessor,
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import sdpa_mask
 
 from docproc.engine.base import BatchEngine, Generation, GenerationRequest, stopping_between_layers
 from docproc.engine.grammar import JsonGrammar, grammar_tokenizer
@@ -16,10 +34,119 @@ from model.sampling import GREEDY, Sampling
 
 # Small models loop without it.
 REPETITION_PENALTY = 1.15
+# A decoding step's products are weights times this many rows (the product's columns) or twice as many: on
+# the CPU a row's result then does not depend on the others, as in other widths it does; and 4 run 2x faster
+# than one row alone (the matrix-vector path does not use the memory bandwidth).
+ROW_TILE = 4
+ATTENTION = "docproc_rows"
+
+
+def plan_batches(rows: Sequence[int], max_rows: int, max_cache_tokens: int) -> list[list[int]]:
+    """Consecutive runs of row indices (`rows`: each one's tokens, ascending) of at most `max_rows`, whose
+    cache holds at most `max_cache_tokens`, every row as long as the batch's last. A row alone is a batch
+    whatever its length."""
+    batches: list[list[int]] = []
+    for index, tokens in enumerate(rows):
+        if batches and len(batches[-1]) < max_rows and (len(batches[-1]) + 1) * tokens <= max_cache_tokens:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+class RowTiledLinear(nn.Linear):
+    """A linear layer that multiplies a decoding step's rows (one token each, a multiple of `ROW_TILE`) in
+    tiles of `ROW_TILE` or twice that, as W @ x^T; a prefill as any linear layer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != 1:
+            return super().forward(x)
+        rows = x[:, 0]  # [W, K]
+        tiles = [
+            torch.mm(self.weight, rows[i : i + 2 * ROW_TILE].t()) for i in range(0, len(rows), 2 * ROW_TILE)
+        ]
+        out = torch.cat(tiles, 1).t().contiguous()  # [W, N]
+        return (out if self.bias is None else out + self.bias)[:, None]
+
+
+class RowCache:
+    """Each layer's keys and values of a batch ([R, H, S, K]), every row from slot 0 and as long as its own
+    sequence. In a decoding step the rows attend one by one to their own slots."""
+
+    def __init__(self, rows: int, slots: int) -> None:
+        self.rows, self.slots = rows, slots
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.lengths: list[list[int]] = []  # [layer][row]
+        #: The cache rows of this step's batch rows, in order (the batch's further rows only pad it).
+        self.stepping: list[int] = []
+
+    def fill(self, row: int, read: DynamicCache) -> None:
+        """Row `row` takes a prompt read alone."""
+        for layer, own in enumerate(read.layers):
+            if layer == len(self.keys):
+                heads, head_dim = own.keys.shape[1], own.keys.shape[-1]
+                self.keys.append(own.keys.new_zeros(self.rows, heads, self.slots, head_dim))
+                self.values.append(own.values.new_zeros(self.rows, heads, self.slots, own.values.shape[-1]))
+                self.lengths.append([0] * self.rows)
+            length = own.keys.shape[2]
+            self.keys[layer][row, :, :length] = own.keys[0]  # [H, T, K]
+            self.values[layer][row, :, :length] = own.values[0]
+            self.lengths[layer][row] = length
+
+    def attend(
+        self,
+        layer: int,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        scaling: float | None,
+        window: int | None,
+    ) -> torch.Tensor:
+        """One step: query [W, H, 1, K], the new key and value [W, H_kv, 1, K] → [W, 1, H, K]."""
+        output = torch.zeros_like(query)
+        heads, kv_heads, head_dim = query.shape[1], key.shape[1], query.shape[-1]
+        scaling = head_dim**-0.5 if scaling is None else scaling
+        for index, row in enumerate(self.stepping):
+            end = self.lengths[layer][row] + 1
+            self.lengths[layer][row] = end
+            self.keys[layer][row, :, end - 1] = key[index, :, 0]
+            self.values[layer][row, :, end - 1] = value[index, :, 0]
+            start = 0 if window is None else max(0, end - window)
+            # Head h reads key-value head h // (heads / kv_heads), as transformers' repeat_kv has it.
+            grouped = query[index].view(kv_heads, heads // kv_heads, head_dim) * scaling  # [H_kv, G, K]
+            scores = grouped @ self.keys[layer][row, :, start:end].transpose(1, 2)  # [H_kv, G, T]
+            mixed = scores.softmax(-1) @ self.values[layer][row, :, start:end]  # [H_kv, G, K]
+            output[index] = mixed.view(heads, 1, head_dim)
+        return output.transpose(1, 2)
+
+
+def rows_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    rows: RowCache | None = None,
+    sliding_window: int | None = None,
+    **kwargs: object,
+) -> tuple[torch.Tensor, None]:
+    """transformers' SDPA attention, but in a decoding step (`rows` given) each row attends alone."""
+    if rows is None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    return rows.attend(module.layer_idx, query, key, value, scaling, sliding_window), None
+
+
+AttentionInterface.register(ATTENTION, rows_attention)
+AttentionMaskInterface.register(ATTENTION, sdpa_mask)
 
 
 class GrammarLogitsProcessor(LogitsProcessor):
-    """Constrained decoding in transformers' generate: each step's scores masked by the grammar."""
+    """Constrained decoding: each step's scores of one row masked by its grammar."""
 
     def __init__(self, grammar: JsonGrammar, prompt_tokens: int) -> None:
         self.grammar, self.prompt_tokens = grammar, prompt_tokens
@@ -29,15 +156,31 @@ class GrammarLogitsProcessor(LogitsProcessor):
 
 
 class TransformersEngine(BatchEngine):
-    def __init__(self, path: Path, *, name: str, device: str = "cpu", batch_size: int = 1) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str,
+        device: str = "cpu",
+        batch_size: int = 1,
+        cache_bytes: int = 1 << 30,
+    ) -> None:
         self.tokenizer = HFTokenizer.from_path(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval()
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=ATTENTION)
+            .to(device)
+            .eval()
+        )
+        for module in self.model.modules():
+            if type(module) is nn.Linear:
+                module.__class__ = RowTiledLinear
         self.name = name
         self.default_sampling = GREEDY
         self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self.parameters = self.model.num_parameters()
         self.device = device
         self.batch_size = batch_size
+        self.cache_bytes = cache_bytes
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos) if isinstance(eos, list) else {eos}
         # Decoder layers: the stop signal is checked before each one. A model without the usual `layers`
@@ -48,29 +191,31 @@ class TransformersEngine(BatchEngine):
     def grammar_tokenizer(self) -> llguidance.LLTokenizer:
         return grammar_tokenizer(self.tokenizer.hf, self.model.config.vocab_size)
 
+    @cached_property
+    def cache_bytes_per_token(self) -> int:
+        """Keys and values of one token in every layer."""
+        config = self.model.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        return config.num_hidden_layers * 2 * heads * head_dim * self.model.dtype.itemsize
+
     def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        """Requests with equal sampling and length limit run in batches of `batch_size`, prompts of similar
-        length together (less padding); a grammar-constrained one runs alone (its grammar follows one
-        sequence)."""
+        """The requests by length (prompt and answer), in batches of at most `batch_size` whose cache fits in
+        `cache_bytes`; each row keeps its own sampling, length limit and grammar."""
         prompts = [
             self.tokenizer.hf.apply_chat_template(request.messages, add_generation_prompt=True)["input_ids"]
             for request in requests
         ]
-        groups: dict[tuple[Sampling, int] | int, list[int]] = {}
-        for index, request in enumerate(requests):
-            key = (
-                index
-                if request.json_schema is not None
-                else (self._sampling(request), request.max_new_tokens)
-            )
-            groups.setdefault(key, []).append(index)
+        rows = [
+            len(prompt) + request.max_new_tokens for prompt, request in zip(prompts, requests, strict=True)
+        ]
+        order = sorted(range(len(requests)), key=rows.__getitem__)
+        max_cache_tokens = self.cache_bytes // self.cache_bytes_per_token
         results: dict[int, Generation] = {}
-        for indices in groups.values():
-            indices.sort(key=lambda index: len(prompts[index]))
-            for start in range(0, len(indices), self.batch_size):
-                batch = indices[start : start + self.batch_size]
-                generations = self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch])
-                results.update(zip(batch, generations, strict=True))
+        for planned in plan_batches([rows[i] for i in order], self.batch_size, max_cache_tokens):
+            batch = [order[row] for row in planned]
+            generations = self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch])
+            results.update(zip(batch, generations, strict=True))
         return [results[index] for index in range(len(requests))]
 
     def _sampling(self, request: GenerationRequest) -> Sampling:
@@ -80,47 +225,73 @@ class TransformersEngine(BatchEngine):
     def _generate_batch(
         self, requests: list[GenerationRequest], prompts: list[list[int]]
     ) -> list[Generation]:
-        """One `generate` over prompts padded on the left, so that every answer starts at the same column."""
-        sampling, json_schema = self._sampling(requests[0]), requests[0].json_schema
-        longest = max(len(prompt) for prompt in prompts)
-        # The pad is the token the chat template's generation prompt ends with: every prompt holds it already,
-        # so the repetition penalty (over all input ids) treats a padded row as it would the prompt alone.
-        pad = prompts[0][-1]
-        input_ids = torch.tensor([[pad] * (longest - len(p)) + p for p in prompts], device=self.device)
-        attention_mask = torch.tensor(
-            [[0] * (longest - len(p)) + [1] * len(p) for p in prompts], device=self.device
-        )
-        processors = LogitsProcessorList()
-        if json_schema is not None:
-            processors.append(
-                GrammarLogitsProcessor(JsonGrammar(self.grammar_tokenizer, json_schema), longest)
-            )
-        torch.manual_seed(sampling.seed or 0)
-        greedy = sampling.temperature == 0
-        max_new_tokens = requests[0].max_new_tokens
-        # Preallocated for exactly this generation: the default cache concatenates every layer's keys and
-        # values at each step, which for a batch of 8 costs more than the step's matrix products.
-        cache = StaticCache(config=self.model.config, max_cache_len=longest + max_new_tokens)
+        """Each prompt but its last token read alone into the batch's cache, then decoding steps together;
+        a row leaves the batch at its end-of-sequence token or length limit."""
+        choosers = [
+            self._chooser(request, len(prompt)) for request, prompt in zip(requests, prompts, strict=True)
+        ]
+        ends = [
+            len(prompt) + request.max_new_tokens for prompt, request in zip(prompts, requests, strict=True)
+        ]
+        cache = RowCache(len(prompts), max(ends))
+        sequences = [list(prompt) for prompt in prompts]
         with stopping_between_layers(self.layers, [request.stop for request in requests]):
-            output = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                cache=cache,
-                max_new_tokens=max_new_tokens,
-                do_sample=not greedy,
-                temperature=None if greedy else sampling.temperature,
-                top_p=None if greedy else sampling.top_p,
-                top_k=None if greedy else sampling.top_k or None,
-                # The grammar already rules out loops; a penalty would only push JSON off its keys.
-                repetition_penalty=None if json_schema is not None else REPETITION_PENALTY,
-                logits_processor=processors,
-                pad_token_id=self.tokenizer.hf.pad_token_id or self.tokenizer.hf.eos_token_id,
-            )
+            for row, prompt in enumerate(prompts):
+                read = DynamicCache(config=self.model.config)
+                ids = torch.tensor([prompt[:-1]], device=self.device)  # [1, T - 1]
+                self.model.get_decoder()(input_ids=ids, cache=read, use_cache=True)  # no logits needed
+                cache.fill(row, read)
+            cache.stepping = [row for row, end in enumerate(ends) if len(sequences[row]) < end]
+            while cache.stepping:
+                width = -(-len(cache.stepping) // ROW_TILE) * ROW_TILE
+                padding = [0] * (width - len(cache.stepping))
+                ids = [sequences[row][-1] for row in cache.stepping] + padding
+                positions = [len(sequences[row]) - 1 for row in cache.stepping] + padding
+                logits = self.model(
+                    input_ids=torch.tensor(ids, device=self.device)[:, None],  # [W, 1]
+                    position_ids=torch.tensor(positions, device=self.device)[:, None],
+                    rows=cache,
+                    use_cache=False,
+                ).logits[:, -1]  # [W, V]
+                for index, row in enumerate(cache.stepping):
+                    sequences[row].append(choosers[row](sequences[row], logits[index : index + 1]))
+                cache.stepping = [
+                    row
+                    for row in cache.stepping
+                    if sequences[row][-1] not in self.eos_ids and len(sequences[row]) < ends[row]
+                ]
         generations = []
-        for prompt, row in zip(prompts, output[:, longest:].tolist(), strict=True):
-            # A row that ended early is filled with pads after its end-of-sequence token: cut there.
-            end = next((i + 1 for i, token in enumerate(row) if token in self.eos_ids), len(row))
-            new_ids = row[:end]
+        for prompt, sequence in zip(prompts, sequences, strict=True):
+            new_ids = sequence[len(prompt) :]
             thinking, answer = split_thinking(self.decode(new_ids))
             generations.append(Generation(answer, thinking or None, len(prompt), len(new_ids)))
         return generations
+
+    def _chooser(
+        self, request: GenerationRequest, prompt_tokens: int
+    ) -> Callable[[list[int], torch.Tensor], int]:
+        """The next token of one row from its sequence so far and its logits [1, V]: transformers' processors
+        (the grammar, or else the repetition penalty; temperature, top-k, top-p), then the greedy choice or a
+        draw from the row's own generator, so that a row draws what it would alone."""
+        sampling = self._sampling(request)
+        processors = LogitsProcessorList()
+        if request.json_schema is not None:
+            grammar = JsonGrammar(self.grammar_tokenizer, request.json_schema)
+            processors.append(GrammarLogitsProcessor(grammar, prompt_tokens))
+        else:  # the grammar already rules out loops; a penalty would only push JSON off its keys
+            processors.append(RepetitionPenaltyLogitsProcessor(REPETITION_PENALTY))
+        greedy = sampling.temperature == 0
+        if not greedy:
+            processors.append(TemperatureLogitsWarper(sampling.temperature))
+            if sampling.top_k:
+                processors.append(TopKLogitsWarper(sampling.top_k))
+            processors.append(TopPLogitsWarper(sampling.top_p))
+        generator = torch.Generator(self.device).manual_seed(sampling.seed or 0)
+
+        def choose(sequence: list[int], logits: torch.Tensor) -> int:
+            scores = processors(torch.tensor([sequence], device=self.device), logits)  # [1, V]
+            if greedy:
+                return int(scores.argmax())
+            return int(torch.multinomial(scores.softmax(-1), 1, generator=generator))
+
+        return choose

@@ -50,6 +50,7 @@ def in_threads(batcher: Batcher, work: list[Callable[[], object]]) -> list[objec
     threads = [threading.Thread(target=run, args=(index,)) for index in range(len(work))]
     for thread in threads:
         thread.start()
+    batcher.serve()
     for thread in threads:
         thread.join(300)
     return outcomes

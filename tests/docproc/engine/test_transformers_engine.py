@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from docproc.engine import GenerationRequest, Stopped
-from docproc.engine.transformers_engine import TransformersEngine
-from model.sampling import GREEDY
+from docproc.engine.transformers_engine import TransformersEngine, plan_batches
+from model.sampling import GREEDY, Sampling
 
 # Of different lengths, so that the batch pads most of them.
 TEXTS = [
@@ -36,16 +36,19 @@ def request(
     max_new_tokens: int = 32,
     stop: threading.Event | None = None,
     json_schema: dict[str, object] | None = None,
+    sampling: Sampling = GREEDY,
 ) -> GenerationRequest:
     messages = [{"role": "user", "content": f"Summarize in one sentence: {text}"}]
-    return GenerationRequest(messages, max_new_tokens, GREEDY, stop, json_schema)
+    return GenerationRequest(messages, max_new_tokens, sampling, stop, json_schema)
 
 
-def test_batched_greedy_answers_equal_one_at_a_time(engine: TransformersEngine) -> None:
-    # Four requests in batches of three, one with a JSON Schema (run alone) and one with another length limit.
+def test_batched_answers_equal_one_at_a_time(engine: TransformersEngine) -> None:
+    # Seven requests of different lengths in batches of three: greedy ones, one with a JSON Schema, one with
+    # another length limit, one sampled (its own seeded draws).
     requests = [request(text) for text in TEXTS] + [
         request(TEXTS[2], json_schema=SCHEMA),
         request(TEXTS[0], max_new_tokens=8),
+        request(TEXTS[3], sampling=Sampling(temperature=0.9, top_p=0.95, seed=7)),
     ]
     together = engine.generate_many(requests)
     alone = [engine.generate_many([one])[0] for one in requests]
@@ -53,7 +56,7 @@ def test_batched_greedy_answers_equal_one_at_a_time(engine: TransformersEngine) 
     assert [(g.input_tokens, g.output_tokens) for g in together] == [
         (g.input_tokens, g.output_tokens) for g in alone
     ]
-    assert all(g.text for g in together) and together[-1].output_tokens <= 8
+    assert all(g.text for g in together) and together[5].output_tokens <= 8
     assert '"year"' in together[4].text
 
 
@@ -62,3 +65,11 @@ def test_a_stop_ends_the_whole_batch(engine: TransformersEngine) -> None:
     stop.set()
     with pytest.raises(Stopped):
         engine.generate_many([request(TEXTS[0]), request(TEXTS[1], stop=stop)])
+
+
+def test_a_batch_takes_as_many_rows_as_its_cache_holds() -> None:
+    # Rows of 10, 20, 30, 40, 40 tokens; each batch's rows are as long as its last.
+    assert plan_batches([10, 20, 30, 40, 40], max_rows=3, max_cache_tokens=80) == [[0, 1], [2, 3], [4]]
+    assert plan_batches([10, 20, 30], max_rows=2, max_cache_tokens=1000) == [[0, 1], [2]]
+    # A row longer than the cache still runs, alone.
+    assert plan_batches([500, 600], max_rows=8, max_cache_tokens=100) == [[0], [1]]

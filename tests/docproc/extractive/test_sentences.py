@@ -1,5 +1,7 @@
 """Sentences keep their pages; abbreviations, decimals and list items do not break them wrongly."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 from docproc.extractive import split_sentences, word_count
 from docproc.ingestion import Page
 
@@ -44,3 +46,16 @@ def test_a_pdf_heading_line_does_not_open_the_next_sentence() -> None:
 
 def test_an_empty_text_has_no_sentences() -> None:
     assert split_sentences([Page(1, "")]) == []
+
+
+def test_threads_split_as_one_thread_does() -> None:
+    # Batch items run together split their documents in threads of one worker at the same time.
+    documents = [
+        [Page(1, f"Report {n}. The pump failed {n} times in winter. Dr. Smith replaced the seals on 3 May.")]
+        + [Page(2, f"Costs rose by {n}%. The board, e.g. its chair, approved it. Work ends in {2020 + n}.")]
+        for n in range(24)
+    ]
+    alone = [split_sentences(pages) for pages in documents]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(split_sentences, documents * 20))
+    assert together == alone * 20
