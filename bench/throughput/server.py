@@ -44,11 +44,20 @@ class ChatRequest(BaseModel):
 
 
 def serve_batches(
-    engine: TransformersEngine,
+    model_dir: Path,
+    max_batch: int,
     pending: "queue.Queue[tuple[GenerationRequest, Future[Generation]]]",
     window_s: float,
+    loaded: "Future[TransformersEngine]",
 ) -> None:
-    """The generation thread: the first waiting request, those arriving within the window, one batch."""
+    """The generation thread: the first waiting request, those arriving within the window, one batch. It
+    loads the model too: torch runs on this thread alone (docproc/engine/batcher.py says why)."""
+    try:
+        engine = TransformersEngine(model_dir, name=SERVED_NAME, batch_size=max_batch)
+    except Exception as exc:  # the server does not start
+        loaded.set_exception(exc)
+        return
+    loaded.set_result(engine)
     while True:
         batch = [pending.get()]
         deadline = time.monotonic() + window_s
@@ -68,9 +77,11 @@ def serve_batches(
 
 
 def create_app(model_dir: Path, max_batch: int, window_s: float) -> FastAPI:
-    engine = TransformersEngine(model_dir, name=SERVED_NAME, batch_size=max_batch)
     pending: queue.Queue[tuple[GenerationRequest, Future[Generation]]] = queue.Queue()
-    threading.Thread(target=serve_batches, args=(engine, pending, window_s), daemon=True).start()
+    loaded: Future[TransformersEngine] = Future()
+    arguments = (model_dir, max_batch, pending, window_s, loaded)
+    threading.Thread(target=serve_batches, args=arguments, daemon=True).start()
+    engine = loaded.result()
     app = FastAPI()
 
     @app.get("/v1/models")

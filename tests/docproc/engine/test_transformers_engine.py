@@ -4,9 +4,10 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from docproc.engine import GenerationRequest, Stopped
-from docproc.engine.transformers_engine import TransformersEngine, plan_batches
+from docproc.engine.transformers_engine import ROW_TILE, RowTiledLinear, TransformersEngine, plan_batches
 from model.sampling import GREEDY, Sampling
 
 # Of different lengths, so that the batch pads most of them.
@@ -73,3 +74,20 @@ def test_a_batch_takes_as_many_rows_as_its_cache_holds() -> None:
     assert plan_batches([10, 20, 30], max_rows=2, max_cache_tokens=1000) == [[0, 1], [2]]
     # A row longer than the cache still runs, alone.
     assert plan_batches([500, 600], max_rows=8, max_cache_tokens=100) == [[0], [1]]
+
+
+def test_a_rows_product_does_not_depend_on_the_other_rows() -> None:
+    # What batched text equal to one-at-a-time text rests on: a decoding step's rows (padded to a multiple of
+    # ROW_TILE) come out of a linear layer bit for bit as a row alone (padded) does.
+    torch.manual_seed(0)
+    layer = RowTiledLinear(576, 1536)
+    rows = torch.randn(24, 1, 576)  # [W, 1, K]: one token per row
+    with torch.inference_mode():
+        alone = [layer(torch.cat([rows[i : i + 1], torch.zeros(ROW_TILE - 1, 1, 576)])) for i in range(24)]
+        for width in (ROW_TILE, 2 * ROW_TILE, 3 * ROW_TILE, 24):
+            together = layer(rows[:width])
+            assert all(torch.equal(together[i], alone[i][0]) for i in range(width)), width
+        # A prefill (many tokens of one row) is an ordinary linear layer.
+        assert torch.equal(
+            layer(rows[:, 0][None]), torch.nn.functional.linear(rows[:, 0][None], layer.weight, layer.bias)
+        )
