@@ -87,9 +87,9 @@ class Settings(BaseSettings):
     max_summary_tokens: int = 400
     # Independent generations (a long document's partial summaries, condensed groups, the batch items run
     # together) go through the local model up to this many at a time: decoding a small model reads its
-    # weights once per step whatever the batch, so 16 cost about 3 times what 1 does on two cores. A crashed
-    # job resumes at its first unfinished batch. 1: one at a time.
-    generation_batch_size: int = Field(16, ge=1)
+    # weights once per step whatever the batch, so 4 cost little more than 1 (bench/throughput runs 16). A
+    # crashed job resumes at its first unfinished batch. 1: one at a time.
+    generation_batch_size: int = Field(4, ge=1)
     # ... and fewer where their keys and values (the transformers engine's cache, every row as long as the
     # batch's longest prompt plus its answer) would take more than this many bytes.
     generation_cache_bytes: int = Field(1 << 30, ge=1)

@@ -222,7 +222,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=12, help="(a): the long PDF's first pages (117 in all)")
     parser.add_argument("--chunk-tokens", type=int, default=512, help="(a): tokens per chunk")
     parser.add_argument("--documents", type=int, default=20, help="(b), (c): items of the batch")
-    parser.add_argument("--batch-size", type=int, default=8, help="after: generations / items together")
+    parser.add_argument("--batch-size", type=int, default=16, help="after: generations / items together")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--cases", default="abc", help="which of a, b, c to run")
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary directory")

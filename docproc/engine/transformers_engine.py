@@ -12,8 +12,6 @@ import llguidance
 import torch
 from torch import nn
 from transformers import (
-    AttentionInterface,
-    AttentionMaskInterface,
     AutoModelForCausalLM,
     DynamicCache,
     LogitsProcessor,
@@ -24,7 +22,6 @@ from transformers import (
     TopPLogitsWarper,
 )
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import sdpa_mask
 
 from docproc.engine.base import BatchEngine, Generation, GenerationRequest, stopping_between_layers
 from docproc.engine.grammar import JsonGrammar, grammar_tokenizer
@@ -144,8 +141,15 @@ def rows_attention(
     return rows.attend(module.layer_idx, query, key, value, scaling, sliding_window), None
 
 
-AttentionInterface.register(ATTENTION, rows_attention)
-AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+def register_rows_attention() -> None:
+    """`ATTENTION` for transformers' models, with SDPA's masks. Called when an engine loads its model: the
+    registries' modules import Triton, which the kernels' tests must import themselves (after they set
+    TRITON_INTERPRET), so not on importing this module."""
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(ATTENTION, rows_attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
 
 
 class GrammarLogitsProcessor(LogitsProcessor):
@@ -169,6 +173,7 @@ class TransformersEngine(BatchEngine):
         cache_bytes: int = 1 << 30,
     ) -> None:
         self.tokenizer = HFTokenizer.from_path(path)
+        register_rows_attention()
         self.model = (
             AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=ATTENTION)
             .to(device)
