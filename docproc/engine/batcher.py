@@ -66,8 +66,9 @@ class Batcher(BatchEngine):
         """Run the waiting calls as one batch whenever every participant still running waits, until all have
         left (on the thread that made the Batcher, while the participants' threads run)."""
         with self._changed:
-            while self._participants > 0 or self._waiting:
-                if not self._waiting or len(self._waiting) < self._participants:
+            # A thread with a call waiting has not left, so no call outlives the participants.
+            while self._participants > 0:
+                if len(self._waiting) < self._participants:
                     self._changed.wait()
                     continue
                 calls, self._waiting = self._waiting, []
