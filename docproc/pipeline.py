@@ -18,8 +18,9 @@ import json
 import logging
 import shutil
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -294,10 +295,9 @@ def _summarize_hierarchically(
     sampling = sampling_for(options, engine.default_sampling)
     usage = [0, 0]
 
-    def generate(prompts: Sequence[str], max_words: int) -> list[Generation]:
-        """The prompts' answers, generated together (the engine batches them)."""
+    def requests(prompts: Sequence[str], max_words: int) -> list[GenerationRequest]:
         max_new_tokens = int(max_words * TOKENS_PER_WORD) + 16
-        requests = [
+        return [
             GenerationRequest(
                 [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
                 max_new_tokens,
@@ -306,10 +306,20 @@ def _summarize_hierarchically(
             )
             for prompt in prompts
         ]
-        generations = engine.generate_many(requests)
-        usage[0] += sum(generation.input_tokens for generation in generations)
-        usage[1] += sum(generation.output_tokens for generation in generations)
-        return generations
+
+    def counted(generation: Generation) -> Generation:
+        usage[0] += generation.input_tokens
+        usage[1] += generation.output_tokens
+        return generation
+
+    def generate(prompts: Sequence[str], max_words: int) -> list[Generation]:
+        """The prompts' answers, generated together (the engine batches them)."""
+        return [counted(generation) for generation in engine.generate_many(requests(prompts, max_words))]
+
+    def answers(prompts: Sequence[str], max_words: int) -> Iterator[tuple[int, Generation]]:
+        """The prompts' answers as each is done."""
+        for index, generation in engine.generate_each(requests(prompts, max_words)):
+            yield index, counted(generation)
 
     source_pages = page_ranges([(chunk.first_page, chunk.last_page) for chunk in chunks])
     if len(chunks) <= 1:
@@ -318,7 +328,7 @@ def _summarize_hierarchically(
         progress.advanced(tokens_total)
     else:
         partials = _partial_summaries(
-            chunks, workspace.partial_summaries, progress, generate, engine.batch_size
+            chunks, workspace.partial_summaries, progress, answers, engine.batch_size
         )
         notes = _combine(partials, engine, budget, generate)
         [final] = generate([_final_prompt(notes, options)], options.max_words)
@@ -396,29 +406,38 @@ def _partial_summaries(
     chunks: list[Chunk],
     saved: Path,
     progress: ProgressReporter,
-    generate: Callable[[Sequence[str], int], list[Generation]],
+    answers: Callable[[Sequence[str], int], Iterator[tuple[int, Generation]]],
     batch_size: int,
 ) -> list[dict[str, object]]:
-    """The chunks' summaries, `batch_size` chunks generated together; saved after each batch, so that a
-    crashed job resumes at its first unfinished batch."""
+    """The chunks' summaries, all handed to the engine at once (it starts a chunk as soon as it has room);
+    saved and reported `batch_size` chunks at a time in order, so that a crashed job resumes at its first
+    unfinished batch."""
     partials = json.loads(saved.read_text())[: len(chunks)] if saved.exists() else []
     tokens_done = sum(chunk.tokens for chunk in chunks[: len(partials)])
     progress.advanced(tokens_done)
     remaining = chunks[len(partials) :]
-    for start in range(0, len(remaining), batch_size):
-        batch = remaining[start : start + batch_size]
-        prompts = [
-            f"Summarize this part of a document (pages {chunk.first_page}–{chunk.last_page}) in at most "
-            f"{PARTIAL_SUMMARY_WORDS} words. Keep names, numbers and conclusions.\n\n{chunk.text}"
-            for chunk in batch
-        ]
-        for chunk, generation in zip(batch, generate(prompts, PARTIAL_SUMMARY_WORDS), strict=True):
-            partials.append(
-                {"first_page": chunk.first_page, "last_page": chunk.last_page, "summary": generation.text}
-            )
-        _atomic_write(saved, lambda path: path.write_text(json.dumps(partials)))
-        tokens_done += sum(chunk.tokens for chunk in batch)
-        progress.advanced(tokens_done)
+    prompts = [
+        f"Summarize this part of a document (pages {chunk.first_page}–{chunk.last_page}) in at most "
+        f"{PARTIAL_SUMMARY_WORDS} words. Keep names, numbers and conclusions.\n\n{chunk.text}"
+        for chunk in remaining
+    ]
+    batches = deque(
+        range(start, min(start + batch_size, len(remaining)))
+        for start in range(0, len(remaining), batch_size)
+    )
+    done: dict[int, Generation] = {}
+    with closing(answers(prompts, PARTIAL_SUMMARY_WORDS)) as each:
+        for index, generation in each:
+            done[index] = generation
+            while batches and all(n in done for n in batches[0]):
+                batch = [(remaining[n], done[n].text) for n in batches.popleft()]
+                partials.extend(
+                    {"first_page": chunk.first_page, "last_page": chunk.last_page, "summary": text}
+                    for chunk, text in batch
+                )
+                _atomic_write(saved, lambda path: path.write_text(json.dumps(partials)))
+                tokens_done += sum(chunk.tokens for chunk, _ in batch)
+                progress.advanced(tokens_done)
     return partials
 
 

@@ -76,6 +76,12 @@ class GenerationRequest:
     json_schema: dict[str, Any] | None = None
 
 
+def in_order(answers: Iterable[tuple[int, Generation]], count: int) -> list[Generation]:
+    """`Engine.generate_each`'s answers to `count` requests, in the requests' order."""
+    done = dict(answers)
+    return [done[index] for index in range(count)]
+
+
 @dataclass(frozen=True)
 class Chunk:
     text: str
@@ -96,8 +102,7 @@ class Engine(ABC):
     default_sampling: "Sampling"
     #: The model's size, where known (a remote server does not say): small ones extract, then compress.
     parameters: int | None = None
-    #: Independent generations `generate_many` runs together at most: callers that checkpoint between them
-    #: (a long document's partial summaries) hand over this many at a time.
+    #: Independent generations run together at most.
     batch_size: int = 1
     tokenizer: Tokenizer
 
@@ -126,6 +131,13 @@ class Engine(ABC):
         requests) do, which is where a worker's throughput comes from. Once any request's `stop` is set,
         raise `Stopped` promptly: the others' answers are lost too (the caller runs them again if it must)."""
         return [self.generate_request(request) for request in requests]
+
+    def generate_each(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
+        """The requests' answers as each is done, with its index: for a caller that saves finished answers
+        while others run. Here `batch_size` requests at a time through `generate_many`; an engine that
+        starts a waiting request as soon as another ends (continuous batching) does that instead."""
+        for start in range(0, len(requests), self.batch_size):
+            yield from enumerate(self.generate_many(requests[start : start + self.batch_size]), start)
 
     def generate_request(self, request: GenerationRequest) -> Generation:
         """`generate` with one request's arguments."""

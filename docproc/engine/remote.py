@@ -6,7 +6,7 @@ Token counts: see docproc.engine.tokenizer.
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +15,7 @@ import httpx
 import openai
 from openai.types.chat import ChatCompletionChunk
 
-from docproc.engine.base import Engine, Generation, GenerationRequest, Stopped
+from docproc.engine.base import Engine, Generation, GenerationRequest, Stopped, in_order
 from docproc.engine.tokenizer import EngineUnavailable, RemoteTokenizer
 from model.chat import split_thinking
 from model.sampling import INSTRUCT, THINKING, Sampling
@@ -121,11 +121,22 @@ class RemoteEngine(Engine):
 
     def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Up to `batch_size` requests in flight at once, so that the server batches them. Each is retried
-        as `generate` retries; the first failure (or `Stopped`) is raised once the others have ended."""
-        if self.batch_size == 1 or len(requests) <= 1:
-            return super().generate_many(requests)
-        with ThreadPoolExecutor(min(self.batch_size, len(requests)), "remote-generate") as pool:
-            return list(pool.map(self.generate_request, requests))
+        as `generate` retries; the first failure (or `Stopped`) is raised once the others in flight have
+        ended."""
+        return in_order(self.generate_each(requests), len(requests))
+
+    def generate_each(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
+        """Up to `batch_size` requests in flight; a waiting one is sent as soon as another is answered. The
+        requests not yet sent are dropped when the caller stops reading (or one fails)."""
+        pool = ThreadPoolExecutor(self.batch_size, "remote-generate")
+        try:
+            sent = {
+                pool.submit(self.generate_request, request): index for index, request in enumerate(requests)
+            }
+            for answered in as_completed(sent):
+                yield sent[answered], answered.result()
+        finally:
+            pool.shutdown(cancel_futures=True)
 
     def _chunks(
         self, stream: openai.Stream[ChatCompletionChunk], stop: threading.Event

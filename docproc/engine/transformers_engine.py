@@ -4,7 +4,8 @@ Batched rows get the numbers a batch of one gets, so batched greedy text is one-
 goes the other way): each prompt is read alone; a decoding step multiplies its rows in tiles of `ROW_TILE` (a
 row's product is then the same whatever the others) and each row attends to its own cached tokens alone."""
 
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -23,11 +24,17 @@ from transformers import (
 )
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from docproc.engine.base import BatchEngine, Generation, GenerationRequest, stopping_between_layers
+from docproc.engine.base import (
+    BatchEngine,
+    Generation,
+    GenerationRequest,
+    in_order,
+    stopping_between_layers,
+)
 from docproc.engine.grammar import JsonGrammar, grammar_tokenizer
 from docproc.engine.tokenizer import HFTokenizer
 from model.chat import split_thinking
-from model.sampling import GREEDY, Sampling
+from model.sampling import GREEDY
 
 # Small models loop without it.
 REPETITION_PENALTY = 1.15
@@ -36,19 +43,6 @@ REPETITION_PENALTY = 1.15
 # (W @ x^T) because for a few rows that is 2-3x faster than x @ W^T, and 4 rows 2x faster than one alone.
 ROW_TILE = 4
 ATTENTION = "docproc_rows"
-
-
-def plan_batches(rows: Sequence[int], max_rows: int, max_cache_tokens: int) -> list[list[int]]:
-    """Consecutive runs of row indices (`rows`: each one's tokens, ascending) of at most `max_rows`, whose
-    cache holds at most `max_cache_tokens`, every row as long as the batch's last. A row alone is a batch
-    whatever its length."""
-    batches: list[list[int]] = []
-    for index, tokens in enumerate(rows):
-        if batches and len(batches[-1]) < max_rows and (len(batches[-1]) + 1) * tokens <= max_cache_tokens:
-            batches[-1].append(index)
-        else:
-            batches.append([index])
-    return batches
 
 
 class RowTiledLinear(nn.Linear):
@@ -207,73 +201,78 @@ class TransformersEngine(BatchEngine):
         heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         return config.num_hidden_layers * 2 * heads * head_dim * self.model.dtype.itemsize
 
+    def rows_for(self, slots: int, requests: int) -> int:
+        """Rows decoded together: at most `batch_size` and `requests`, and no more than `cache_bytes` holds at
+        `slots` tokens a row; at least one."""
+        fitting = self.cache_bytes // (slots * self.cache_bytes_per_token)
+        return max(1, min(self.batch_size, requests, fitting))
+
     def generate_many(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        """The requests by length (prompt and answer), in batches of at most `batch_size` whose cache fits in
-        `cache_bytes`; each row keeps its own sampling, length limit and grammar."""
+        return in_order(self.generate_each(requests), len(requests))
+
+    @torch.inference_mode()
+    def generate_each(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Generation]]:
+        """Continuous batching: the requests in order take the batch's rows (`rows_for` the longest), each
+        prompt but its last token read alone into its row's cache; decoding steps run the rows together, and
+        a row that ends (its end-of-sequence token or length limit) gives its place to the next request."""
         prompts = [
             self.tokenizer.hf.apply_chat_template(request.messages, add_generation_prompt=True)["input_ids"]
             for request in requests
         ]
-        rows = [
-            len(prompt) + request.max_new_tokens for prompt, request in zip(prompts, requests, strict=True)
-        ]
-        order = sorted(range(len(requests)), key=rows.__getitem__)
-        max_cache_tokens = self.cache_bytes // self.cache_bytes_per_token
-        results: dict[int, Generation] = {}
-        for planned in plan_batches([rows[i] for i in order], self.batch_size, max_cache_tokens):
-            batch = [order[row] for row in planned]
-            generations = self._generate_batch([requests[i] for i in batch], [prompts[i] for i in batch])
-            results.update(zip(batch, generations, strict=True))
-        return [results[index] for index in range(len(requests))]
-
-    def _sampling(self, request: GenerationRequest) -> Sampling:
-        return request.sampling or self.default_sampling
-
-    @torch.inference_mode()
-    def _generate_batch(
-        self, requests: list[GenerationRequest], prompts: list[list[int]]
-    ) -> list[Generation]:
-        """Each prompt but its last token read alone into the batch's cache, then decoding steps together;
-        a row leaves the batch at its end-of-sequence token or length limit."""
-        choosers = [
-            self._chooser(request, len(prompt)) for request, prompt in zip(requests, prompts, strict=True)
-        ]
         ends = [
             len(prompt) + request.max_new_tokens for prompt, request in zip(prompts, requests, strict=True)
         ]
-        cache = RowCache(len(prompts), max(ends))
+        cache = RowCache(self.rows_for(max(ends, default=1), len(requests)), max(ends, default=1))
+        stops = [request.stop for request in requests]
+        waiting = deque(range(len(requests)))
+        held: dict[int, int] = {}  # row → request
+        choosers: dict[int, Callable[[list[int], torch.Tensor], int]] = {}
         sequences = [list(prompt) for prompt in prompts]
-        with stopping_between_layers(self.layers, [request.stop for request in requests]):
-            for row, prompt in enumerate(prompts):
-                read = DynamicCache(config=self.model.config)
-                ids = torch.tensor([prompt[:-1]], device=self.device)  # [1, T - 1]
-                self.model.get_decoder()(input_ids=ids, cache=read, use_cache=True)  # no logits needed
+        while waiting or held:
+            free = [row for row in range(cache.rows) if row not in held]
+            while free and waiting:
+                index = waiting.popleft()
+                if len(prompts[index]) >= ends[index]:  # no new token asked for
+                    yield index, self._generation(prompts[index], sequences[index])
+                    continue
+                with stopping_between_layers(self.layers, stops):
+                    read = DynamicCache(config=self.model.config)
+                    ids = torch.tensor([prompts[index][:-1]], device=self.device)  # [1, T - 1]
+                    self.model.get_decoder()(input_ids=ids, cache=read, use_cache=True)  # no logits needed
+                row = free.pop(0)
                 cache.fill(row, read)
-            cache.stepping = [row for row, end in enumerate(ends) if len(sequences[row]) < end]
-            while cache.stepping:
-                width = -(-len(cache.stepping) // ROW_TILE) * ROW_TILE
-                padding = [0] * (width - len(cache.stepping))
-                ids = [sequences[row][-1] for row in cache.stepping] + padding
-                positions = [len(sequences[row]) - 1 for row in cache.stepping] + padding
-                logits = self.model(
-                    input_ids=torch.tensor(ids, device=self.device)[:, None],  # [W, 1]
-                    position_ids=torch.tensor(positions, device=self.device)[:, None],
-                    rows=cache,
-                    use_cache=False,
-                ).logits[:, -1]  # [W, V]
-                for index, row in enumerate(cache.stepping):
-                    sequences[row].append(choosers[row](sequences[row], logits[index : index + 1]))
-                cache.stepping = [
-                    row
-                    for row in cache.stepping
-                    if sequences[row][-1] not in self.eos_ids and len(sequences[row]) < ends[row]
-                ]
-        generations = []
-        for prompt, sequence in zip(prompts, sequences, strict=True):
-            new_ids = sequence[len(prompt) :]
-            thinking, answer = split_thinking(self.decode(new_ids))
-            generations.append(Generation(answer, thinking or None, len(prompt), len(new_ids)))
-        return generations
+                held[row] = index
+                choosers[index] = self._chooser(requests[index], len(prompts[index]))
+            if not held:
+                continue
+            cache.stepping = sorted(held)
+            with stopping_between_layers(self.layers, stops):
+                logits = self._step(cache, [sequences[held[row]] for row in cache.stepping])  # [W, V]
+            for position, row in enumerate(cache.stepping):
+                index = held[row]
+                sequence = sequences[index]
+                sequence.append(choosers[index](sequence, logits[position : position + 1]))
+                if sequence[-1] in self.eos_ids or len(sequence) >= ends[index]:
+                    del held[row]
+                    yield index, self._generation(prompts[index], sequence)
+
+    def _step(self, cache: RowCache, sequences: list[list[int]]) -> torch.Tensor:
+        """One decoding step of the rows `cache.stepping` (their sequences), padded to a multiple of ROW_TILE
+        → their next tokens' logits [W, V]."""
+        padding = [0] * (-len(sequences) % ROW_TILE)
+        ids = [sequence[-1] for sequence in sequences] + padding
+        positions = [len(sequence) - 1 for sequence in sequences] + padding
+        return self.model(
+            input_ids=torch.tensor(ids, device=self.device)[:, None],  # [W, 1]
+            position_ids=torch.tensor(positions, device=self.device)[:, None],
+            rows=cache,
+            use_cache=False,
+        ).logits[:, -1]
+
+    def _generation(self, prompt: list[int], sequence: list[int]) -> Generation:
+        new_ids = sequence[len(prompt) :]
+        thinking, answer = split_thinking(self.decode(new_ids))
+        return Generation(answer, thinking or None, len(prompt), len(new_ids))
 
     def _chooser(
         self, request: GenerationRequest, prompt_tokens: int
@@ -281,7 +280,7 @@ class TransformersEngine(BatchEngine):
         """The next token of one row from its sequence so far and its logits [1, V]: transformers' processors
         (the grammar, or else the repetition penalty; temperature, top-k, top-p), then the greedy choice or a
         draw from the row's own generator, so that a row draws what it would alone."""
-        sampling = self._sampling(request)
+        sampling = request.sampling or self.default_sampling
         processors = LogitsProcessorList()
         if request.json_schema is not None:
             grammar = JsonGrammar(self.grammar_tokenizer, request.json_schema)

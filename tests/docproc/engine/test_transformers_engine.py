@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from docproc.engine import GenerationRequest, Stopped
-from docproc.engine.transformers_engine import ROW_TILE, RowTiledLinear, TransformersEngine, plan_batches
+from docproc.engine.transformers_engine import ROW_TILE, RowTiledLinear, TransformersEngine
 from model.sampling import GREEDY, Sampling
 
 # Of different lengths, so that the batch pads most of them.
@@ -68,12 +68,20 @@ def test_a_stop_ends_the_whole_batch(engine: TransformersEngine) -> None:
         engine.generate_many([request(TEXTS[0]), request(TEXTS[1], stop=stop)])
 
 
-def test_a_batch_takes_as_many_rows_as_its_cache_holds() -> None:
-    # Rows of 10, 20, 30, 40, 40 tokens; each batch's rows are as long as its last.
-    assert plan_batches([10, 20, 30, 40, 40], max_rows=3, max_cache_tokens=80) == [[0, 1], [2, 3], [4]]
-    assert plan_batches([10, 20, 30], max_rows=2, max_cache_tokens=1000) == [[0, 1], [2]]
-    # A row longer than the cache still runs, alone.
-    assert plan_batches([500, 600], max_rows=8, max_cache_tokens=100) == [[0], [1]]
+def test_an_ended_row_takes_the_next_request(engine: TransformersEngine) -> None:
+    # Three rows: the two short answers end first and the fourth request takes a row while the long one runs.
+    requests = [request(TEXTS[3])] + [request(text, max_new_tokens=2) for text in TEXTS[:3]]
+    order = [index for index, _ in engine.generate_each(requests)]
+    assert order == [1, 2, 3, 0]
+
+
+def test_a_batch_takes_as_many_rows_as_its_cache_holds(engine: TransformersEngine) -> None:
+    cache_tokens = engine.cache_bytes // engine.cache_bytes_per_token
+    assert engine.rows_for(100, requests=10) == engine.batch_size == 3
+    assert engine.rows_for(100, requests=2) == 2
+    assert engine.rows_for(cache_tokens // 2, requests=10) == 2
+    # A request longer than the cache still runs, alone.
+    assert engine.rows_for(cache_tokens * 2, requests=10) == 1
 
 
 def test_a_rows_product_does_not_depend_on_the_other_rows() -> None:
