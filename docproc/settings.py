@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     # crashed job resumes at its first unfinished batch. 1: one at a time.
     generation_batch_size: int = Field(4, ge=1)
     # ... and fewer where their keys and values (the transformers engine's cache, every row as long as the
-    # batch's longest prompt plus its answer) would take more than this many bytes.
+    # longest request's prompt plus its answer) would take more than this many bytes.
     generation_cache_bytes: int = Field(1 << 30, ge=1)
     # A remote engine sends at most this many of those requests at once (the server batches them itself).
     remote_concurrency: int = Field(8, ge=1)

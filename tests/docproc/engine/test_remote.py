@@ -168,6 +168,20 @@ def test_many_requests_go_concurrently_and_answer_in_order(
     assert openai_server.stats()["most_streams_open"] == 3
 
 
+def test_answers_come_as_each_ends_and_a_reader_that_stops_sends_no_more(
+    openai_server: OpenAIServer, server_config: Callable[..., None]
+) -> None:
+    server_config(reply="Mars is the red planet.", chunk_delay_s=0.1)
+    engine = RemoteEngine(openai_server.url, concurrency=2)
+    sent_before = openai_server.stats()["chat_requests"]
+    questions = [[{"role": "user", "content": f"Question {n}?"}] for n in range(6)]
+    answers = engine.generate_each([GenerationRequest(messages, 8, GREEDY) for messages in questions])
+    index, first = next(answers)
+    assert index in (0, 1) and first.text == "Mars is the red planet."
+    answers.close()  # waits for the requests in flight; the ones not yet sent are dropped
+    assert openai_server.stats()["chat_requests"] - sent_before <= 4
+
+
 def test_many_requests_retry_and_fail_as_one_does(openai_server: OpenAIServer) -> None:
     engine = RemoteEngine(openai_server.url, concurrency=4)
     requests = [GenerationRequest(MESSAGES, 4, GREEDY)] * 4
