@@ -10,7 +10,7 @@ from docproc.engine import GenerationRequest, Stopped
 from docproc.engine.transformers_engine import ROW_TILE, RowTiledLinear, TransformersEngine
 from model.sampling import GREEDY, Sampling
 
-# Of different lengths, so that the batch pads most of them.
+# Of different lengths, so that rows end at different steps and the batch refills them.
 TEXTS = [
     "Water boils at 100 degrees Celsius at sea level.",
     "The committee approved a budget of 4.2 million euros for the new library, which opens in 2026, and "
