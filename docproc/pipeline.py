@@ -11,7 +11,8 @@ Two ways, by engine:
   (docproc.extractive) and the model rewrites only those; or, extractive, the key sentences themselves.
 
 Whatever the way, every generated sentence is checked against the source (numbers, names, words) and
-replaced when unsupported, and the summary is cut to whole sentences within max_words.
+replaced when unsupported (key sentences stand in when nothing is left), and the summary is cut to whole
+sentences within max_words.
 """
 
 import json
@@ -158,6 +159,11 @@ def summarize(
         checked, replaced = check.sentences, check.replaced
         if method == "extract_compress":  # room the model left, or lost to the check, goes to key sentences
             checked += [source.text for source in sources if source.text not in checked]
+        elif not checked:  # nothing of the model's text is left (cut off mid-sentence, or unsupported)
+            read = split_sentences(pages_within(engine, pages, options.max_input_tokens))
+            chosen = _key_sentences(read, options.max_words, options)
+            checked = [sentence.text for sentence in chosen]
+            summary = replace(summary, source_pages=_sentence_pages(chosen))
     text = _citing_pages(fit_to_length(checked, options.max_words), summary.source_pages)
     return replace(summary, text=text, method=method, replaced_sentences=replaced)
 
@@ -343,7 +349,7 @@ def _summarize_extractively(
     method: Method,
 ) -> tuple[Summary, list["Sentence"]]:
     """Rank the sentences; keep the best (extractive) or have the model rewrite them (extract_compress)."""
-    from docproc.extractive import select, split_sentences
+    from docproc.extractive import split_sentences
 
     pages = pages_within(engine, pages, options.max_input_tokens)
     # Counted as the document's tokens are (pages with their separator), so that the two agree.
@@ -352,9 +358,9 @@ def _summarize_extractively(
     compress = method == "extract_compress"
     room_words = int((engine.context_tokens - PROMPT_RESERVE_TOKENS) / TOKENS_PER_WORD) - options.max_words
     words = min(options.max_words * COMPRESS_INPUT_RATIO, room_words) if compress else options.max_words
-    chosen = select(split_sentences(pages), words, options.instructions, get_settings().rank_block_sentences)
+    chosen = _key_sentences(split_sentences(pages), words, options)
     progress.advanced(tokens_total)
-    source_pages = page_ranges([(sentence.page, sentence.page) for sentence in chosen])
+    source_pages = _sentence_pages(chosen)
     if not compress:
         return Summary("", None, 0, 0, source_pages), chosen
     extra = f" {options.instructions.strip()}" if options.instructions else ""
@@ -374,6 +380,19 @@ def _summarize_extractively(
         generation.text, generation.thinking, generation.input_tokens, generation.output_tokens, source_pages
     )
     return summary, chosen
+
+
+def _key_sentences(
+    sentences: Sequence["Sentence"], words: int, options: SummarizeOptions
+) -> list["Sentence"]:
+    """The document's best sentences within `words` words, in document order (favouring the instructions)."""
+    from docproc.extractive import select
+
+    return select(sentences, words, options.instructions, get_settings().rank_block_sentences)
+
+
+def _sentence_pages(sentences: Sequence["Sentence"]) -> list[list[int]]:
+    return page_ranges([(sentence.page, sentence.page) for sentence in sentences])
 
 
 def pages_within(engine: Engine, pages: Sequence[Page], max_tokens: int | None) -> list[Page]:

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from docproc.engine.transformers_engine import TransformersEngine
-from docproc.extractive import word_count
+from docproc.extractive import split_sentences, word_count
 from docproc.ingestion import extract
-from docproc.pipeline import ProgressReporter, SummarizeOptions, Workspace, summarize
+from docproc.pipeline import TOKENS_PER_WORD, ProgressReporter, SummarizeOptions, Workspace, summarize
 from tests.conftest import SAMPLE_PDF
 
 LONG_TEXT = Path("/usr/share/common-licenses/GPL-3")
@@ -53,3 +53,26 @@ def test_a_text_file_is_cited_by_its_pages(engine: TransformersEngine, tmp_path:
     assert summary.method == "extractive" and summary.replaced_sentences == 0
     assert word_count(body) <= 120
     assert len(summary.source_pages) > 1 and pages != "1"
+
+
+def test_an_abstractive_summary_with_nothing_left_after_the_check_gives_key_sentences(
+    engine: TransformersEngine, tmp_path: Path
+) -> None:
+    """Asked for one long sentence in a few words, the model is cut off mid-sentence: no sentence of its own
+    is left, so the summary is the document's key sentences (not empty), cited by their pages."""
+    body, _, summary = run(
+        engine,
+        SAMPLE_PDF,
+        tmp_path,
+        max_words=10,
+        method="abstractive",
+        instructions="Write one very long sentence that lists every name, figure and date in the document.",
+    )
+    assert summary.method == "abstractive" and summary.output_tokens == int(10 * TOKENS_PER_WORD) + 16
+    document = extract(SAMPLE_PDF)
+    assert body and (word_count(body) <= 10 or body.endswith("…")), body
+    sentences = [sentence.text for sentence in split_sentences(document.pages)]
+    assert body.rstrip("…") in " ".join(sentences), body
+    # The chosen sentences' pages, not the pages read (all three).
+    cited = {page for first, last in summary.source_pages for page in range(first, last + 1)}
+    assert len(document.pages) == 3 and cited < {1, 2, 3}, summary.source_pages

@@ -268,7 +268,8 @@ class TestJobsThroughTheRemoteEngine:
             done = remote.wait_job(client, job["id"], {"succeeded", "failed"})
             assert done["status"] == "succeeded", done
             result = client.get(f"/v1/jobs/{job['id']}/result").json()
-            assert result["model"] == "smollm2" and result["source_pages"] == [[1, 3]]
+            assert result["model"] == "smollm2" and result["source_pages"]
+            assert all(1 <= first <= last <= 3 for first, last in result["source_pages"])
             assert result["usage"]["input_tokens"] > 500 and result["summary"]
 
     def test_cancel_breaks_off_the_request(
