@@ -4,6 +4,7 @@ Batched rows get the numbers a batch of one gets, so batched greedy text is one-
 goes the other way): each prompt is read alone; a decoding step multiplies its rows in tiles of `ROW_TILE` (a
 row's product is then the same whatever the others) and each row attends to its own cached tokens alone."""
 
+import copy
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
@@ -188,6 +189,8 @@ class TransformersEngine(BatchEngine):
         # Decoder layers: the stop signal is checked before each one. A model without the usual `layers`
         # list is checked once per forward (each generated token), though not within its prefill.
         self.layers = getattr(self.model.get_decoder(), "layers", [self.model])
+        #: The last system turn read alone, and its keys and values.
+        self.system_read: tuple[list[int], DynamicCache | None] = ([], None)
 
     @cached_property
     def grammar_tokenizer(self) -> llguidance.LLTokenizer:
@@ -236,9 +239,7 @@ class TransformersEngine(BatchEngine):
                     yield index, self._generation(prompts[index], sequences[index])
                     continue
                 with stopping_between_layers(self.layers, stops):
-                    read = DynamicCache(config=self.model.config)
-                    ids = torch.tensor([prompts[index][:-1]], device=self.device)  # [1, T - 1]
-                    self.model.get_decoder()(input_ids=ids, cache=read, use_cache=True)  # no logits needed
+                    read = self._read(prompts[index][:-1], self._system_turn(requests[index]))
                 row = free.pop(0)
                 cache.fill(row, read)
                 held[row] = index
@@ -255,6 +256,28 @@ class TransformersEngine(BatchEngine):
                 if sequence[-1] in self.eos_ids or len(sequence) >= ends[index]:
                     del held[row]
                     yield index, self._generation(prompts[index], sequence)
+
+    def _system_turn(self, request: GenerationRequest) -> list[int]:
+        """The prompt's first tokens that are its system message's turn (none without one)."""
+        if not request.messages or request.messages[0]["role"] != "system":
+            return []
+        return self.tokenizer.hf.apply_chat_template(request.messages[:1])["input_ids"]
+
+    def _read(self, ids: list[int], system_turn: list[int]) -> DynamicCache:
+        """The keys and values of `ids`. A prompt that starts with a system turn is always read in two parts,
+        so that its numbers do not depend on what was read before: the system turn (kept: the engine's prompts
+        share one), then the rest onto a copy of it."""
+        decoder = self.model.get_decoder()
+        system = len(system_turn)
+        split = system if len(ids) > system and ids[:system] == system_turn else 0
+        if split and self.system_read[0] != system_turn:
+            kept = DynamicCache(config=self.model.config)
+            decoder(input_ids=torch.tensor([system_turn], device=self.device), cache=kept, use_cache=True)
+            self.system_read = (system_turn, kept)
+        read = copy.deepcopy(self.system_read[1]) if split else DynamicCache(config=self.model.config)
+        rest = torch.tensor([ids[split:]], device=self.device)  # [1, T - split]
+        decoder(input_ids=rest, cache=read, use_cache=True)  # no logits needed
+        return read
 
     def _step(self, cache: RowCache, sequences: list[list[int]]) -> torch.Tensor:
         """One decoding step of the rows `cache.stepping` (their sequences), padded to a multiple of ROW_TILE

@@ -19,6 +19,8 @@ TEXTS = [
     "The report describes three failures of the pump in one winter, traces them to worn seals, and "
     "recommends replacing the seals every six months; maintenance costs rose by 12% last year.",
 ]
+SYSTEM = "You are a careful assistant that reads documents and answers faithfully and concisely."
+ANOTHER_SYSTEM = "You summarize reports for a town council."
 SCHEMA = {
     "type": "object",
     "properties": {"year": {"type": "integer"}},
@@ -38,18 +40,22 @@ def request(
     stop: threading.Event | None = None,
     json_schema: dict[str, object] | None = None,
     sampling: Sampling = GREEDY,
+    system: str | None = None,
 ) -> GenerationRequest:
     messages = [{"role": "user", "content": f"Summarize in one sentence: {text}"}]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": system})
     return GenerationRequest(messages, max_new_tokens, sampling, stop, json_schema)
 
 
 def test_batched_answers_equal_one_at_a_time(engine: TransformersEngine) -> None:
-    # Seven requests of different lengths in batches of three: greedy ones, one with a JSON Schema, one with
-    # another length limit, one sampled (its own seeded draws).
-    requests = [request(text) for text in TEXTS] + [
-        request(TEXTS[2], json_schema=SCHEMA),
+    # Eight requests of different lengths in batches of three: greedy ones, one with a JSON Schema, one with
+    # another length limit, one sampled (its own seeded draws); with a system turn (kept, read once) or not.
+    requests = [request(text, system=SYSTEM if n % 2 else None) for n, text in enumerate(TEXTS)] + [
+        request(TEXTS[2], json_schema=SCHEMA, system=SYSTEM),
         request(TEXTS[0], max_new_tokens=8),
         request(TEXTS[3], sampling=Sampling(temperature=0.9, top_p=0.95, seed=7)),
+        request(TEXTS[1], system="Answer in French."),
     ]
     together = engine.generate_many(requests)
     alone = [engine.generate_many([one])[0] for one in requests]
@@ -59,6 +65,27 @@ def test_batched_answers_equal_one_at_a_time(engine: TransformersEngine) -> None
     ]
     assert all(g.text for g in together) and together[5].output_tokens <= 8
     assert '"year"' in together[4].text
+
+
+def test_prompts_with_one_system_turn_read_it_once(engine: TransformersEngine) -> None:
+    read: list[int] = []  # tokens of each prefill (a forward without `rows`, which decoding steps have)
+    decoder = engine.model.get_decoder()
+    hook = decoder.register_forward_pre_hook(
+        lambda _, args, kwargs: read.append(kwargs["input_ids"].shape[1]) if "rows" not in kwargs else None,
+        with_kwargs=True,
+    )
+    requests = [request(text, max_new_tokens=2, system=ANOTHER_SYSTEM) for text in TEXTS]
+    try:
+        engine.generate_many(requests)
+    finally:
+        hook.remove()
+    system_turn = engine.system_read[0]
+    prompts = [
+        engine.tokenizer.hf.apply_chat_template(r.messages, add_generation_prompt=True) for r in requests
+    ]
+    assert system_turn == prompts[0]["input_ids"][: len(system_turn)] and len(system_turn) > 5
+    # The system turn once, then each prompt's rest but its last token (the first decoding step's).
+    assert read == [len(system_turn)] + [len(p["input_ids"]) - len(system_turn) - 1 for p in prompts]
 
 
 def test_a_stop_ends_the_whole_batch(engine: TransformersEngine) -> None:
