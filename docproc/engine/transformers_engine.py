@@ -12,6 +12,7 @@ from pathlib import Path
 
 import llguidance
 import torch
+from jinja2 import TemplateError
 from torch import nn
 from transformers import (
     AutoModelForCausalLM,
@@ -258,10 +259,14 @@ class TransformersEngine(BatchEngine):
                     yield index, self._generation(prompts[index], sequence)
 
     def _system_turn(self, request: GenerationRequest) -> list[int]:
-        """The prompt's first tokens that are its system message's turn (none without one)."""
+        """The prompt's first tokens that are its system message's turn (none without one, or where the chat
+        template will not render a system message alone)."""
         if not request.messages or request.messages[0]["role"] != "system":
             return []
-        return self.tokenizer.hf.apply_chat_template(request.messages[:1])["input_ids"]
+        try:
+            return self.tokenizer.hf.apply_chat_template(request.messages[:1])["input_ids"]
+        except TemplateError:  # a template that asks for a user turn, say
+            return []
 
     def _read(self, ids: list[int], system_turn: list[int]) -> DynamicCache:
         """The keys and values of `ids`. A prompt that starts with a system turn is always read in two parts,

@@ -88,6 +88,23 @@ def test_prompts_with_one_system_turn_read_it_once(engine: TransformersEngine) -
     assert read == [len(system_turn)] + [len(p["input_ids"]) - len(system_turn) - 1 for p in prompts]
 
 
+def test_a_template_that_will_not_render_a_system_turn_alone_reads_the_prompt_whole(
+    engine: TransformersEngine,
+) -> None:
+    hf = engine.tokenizer.hf
+    template = hf.chat_template
+    hf.chat_template = (
+        "{% if messages[-1]['role'] == 'system' %}{{ raise_exception('a user turn is needed') }}{% endif %}"
+        + template
+    )
+    try:
+        alone = request(TEXTS[0], max_new_tokens=4, system=SYSTEM)
+        assert engine._system_turn(alone) == []
+        assert engine.generate_many([alone])[0].output_tokens > 0
+    finally:
+        hf.chat_template = template
+
+
 def test_a_stop_ends_the_whole_batch(engine: TransformersEngine) -> None:
     stop = threading.Event()
     stop.set()
