@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from docproc.engine import GenerationRequest, Stopped
-from docproc.engine.transformers_engine import ROW_TILE, RowTiledLinear, TransformersEngine
+from docproc.engine.transformers_engine import PackedLinear, TransformersEngine
 from model.sampling import GREEDY, Sampling
 
 # Of different lengths, so that rows end at different steps and the batch refills them.
@@ -129,17 +129,17 @@ def test_a_batch_takes_as_many_rows_as_its_cache_holds(engine: TransformersEngin
 
 
 def test_a_rows_product_does_not_depend_on_the_other_rows() -> None:
-    # What batched text equal to one-at-a-time text rests on: a decoding step's rows (padded to a multiple of
-    # ROW_TILE) come out of a linear layer bit for bit as a row alone (padded) does.
+    # What batched text equal to one-at-a-time text rests on: a decoding step's rows come out of a linear
+    # layer bit for bit as a row alone does, at every width; SmolLM2's widest product (its MLP's down
+    # projection), where a row alone would take another path, and a layer with a bias.
     torch.manual_seed(0)
-    layer = RowTiledLinear(576, 1536)
-    rows = torch.randn(24, 1, 576)  # [W, 1, K]: one token per row
-    with torch.inference_mode():
-        alone = [layer(torch.cat([rows[i : i + 1], torch.zeros(ROW_TILE - 1, 1, 576)])) for i in range(24)]
-        for width in (ROW_TILE, 2 * ROW_TILE, 3 * ROW_TILE, 24):
-            together = layer(rows[:width])
-            assert all(torch.equal(together[i], alone[i][0]) for i in range(width)), width
-        # A prefill (many tokens of one row) is an ordinary linear layer.
-        assert torch.equal(
-            layer(rows[:, 0][None]), torch.nn.functional.linear(rows[:, 0][None], layer.weight, layer.bias)
-        )
+    for dense in (torch.nn.Linear(1536, 576, bias=False), torch.nn.Linear(576, 192)):
+        layer = PackedLinear(dense)
+        rows = torch.randn(40, 1, dense.in_features)  # [W, 1, K]: one token per row
+        with torch.inference_mode():
+            alone = [layer(rows[i : i + 1]) for i in range(len(rows))]
+            for width in range(2, len(rows) + 1):
+                together = layer(rows[:width])
+                assert all(torch.equal(together[i], alone[i][0]) for i in range(width)), width
+            # A prefill (many tokens of one row) is the linear layer's product.
+            torch.testing.assert_close(layer(rows[:, 0][None]), dense(rows[:, 0][None]))
