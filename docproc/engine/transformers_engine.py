@@ -186,7 +186,7 @@ class TransformersEngine(BatchEngine):
             .to(device)
             .eval()
         )
-        self.parameters = self.model.num_parameters()
+        self.parameters = self.model.num_parameters()  # before packing: packed weights are not parameters
         if device == "cpu" and torch.backends.mkldnn.is_available():
             pack_linear_layers(self.model)
         self.name = name
